@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// Config is the sidecar's whole configuration, read from the environment
+// (DESIGN.md section 6). The help tag is what `dojo-webhooks help` prints.
+type Config struct {
+	NATSURL      string `env:"NATS_URL" help:"NATS server URL(s), comma separated; empty = run the embedded server"`
+	NATSCreds    string `env:"NATS_CREDS" help:"credentials file (JWT + nkey), as for the nats CLI"`
+	NATSNKey     string `env:"NATS_NKEY" help:"nkey seed file"`
+	NATSUser     string `env:"NATS_USER" help:"user name (also required by the embedded server when set)"`
+	NATSPassword string `env:"NATS_PASSWORD" help:"password for NATS_USER"`
+	NATSToken    string `env:"NATS_TOKEN" help:"token (also required by the embedded server when set)"`
+	NATSCA       string `env:"NATS_CA" help:"CA certificate file to verify the NATS server"`
+	NATSCert     string `env:"NATS_CERT" help:"client certificate file (with NATS_KEY)"`
+	NATSKey      string `env:"NATS_KEY" help:"client private key file"`
+	SiteURL      string `env:"DD_SITE_URL" help:"DefectDojo base URL: the default X-DefectDojo-Instance header"`
+
+	SubjectPrefix   string        `env:"DOJO_WEBHOOKS_SUBJECT_PREFIX" envDefault:"defectdojo" help:"subject prefix: events are published to <prefix>.events.<event>"`
+	Bucket          string        `env:"DOJO_WEBHOOKS_BUCKET" envDefault:"defectdojo_webhooks" help:"KV bucket holding the endpoint records"`
+	Replicas        int           `env:"DOJO_WEBHOOKS_REPLICAS" envDefault:"1" help:"replicas of the bucket and streams (3 on a 3-node cluster)"`
+	History         int           `env:"DOJO_WEBHOOKS_HISTORY" envDefault:"64" help:"revisions kept per endpoint record, 1 to 64 (nats kv history)"`
+	Timeout         time.Duration `env:"DOJO_WEBHOOKS_TIMEOUT" envDefault:"10s" help:"HTTP timeout of one delivery (DefectDojo's default)"`
+	ReactivateAfter time.Duration `env:"DOJO_WEBHOOKS_REACTIVATE_AFTER" envDefault:"60s" help:"inactive_tmp -> active_tmp this long after the last error"`
+	RecoverAfter    time.Duration `env:"DOJO_WEBHOOKS_RECOVER_AFTER" envDefault:"24h" help:"active_tmp -> active once the last error is older than this"`
+	GiveUpAfter     time.Duration `env:"DOJO_WEBHOOKS_GIVE_UP_AFTER" envDefault:"24h" help:"a temporary failure this long after the outage began is permanent"`
+	HTTPAddr        string        `env:"DOJO_WEBHOOKS_HTTP_ADDR" envDefault:":8080" help:"HTTP listen address (health); empty = no HTTP server"`
+	DataDir         string        `env:"DOJO_WEBHOOKS_DATA_DIR" envDefault:"data" help:"embedded server's JetStream store directory"`
+	NATSHost        string        `env:"DOJO_WEBHOOKS_NATS_HOST" envDefault:"127.0.0.1" help:"embedded server's client listen host (loopback: reachable by the nats CLI on this machine only)"`
+	NATSPort        int           `env:"DOJO_WEBHOOKS_NATS_PORT" envDefault:"4222" help:"embedded server's client port; the CLI commands connect here when NATS_URL is empty"`
+	ConnectWait     time.Duration `env:"DOJO_WEBHOOKS_CONNECT_WAIT" envDefault:"30s" help:"how long start-up waits for NATS_URL to answer before giving up"`
+	UserAgent       string        `env:"DOJO_WEBHOOKS_USER_AGENT" envDefault:"DefectDojo-dojo-webhooks" help:"default User-Agent of deliveries (a publisher's User-Agent header overrides it)"`
+	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
+}
+
+var subjectToken = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// loadConfig parses the environment (given as a map, so tests need not touch the
+// process environment) and validates it. Errors name the variable.
+func loadConfig(environ map[string]string) (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return c, namedEnvError(err)
+	}
+	return c, c.validate()
+}
+
+// namedEnvError rewrites caarlos0/env's field names into variable names.
+func namedEnvError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			msgs = append(msgs, fmt.Sprintf("%s: %v", envKey(pe.Name), pe.Err))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("configuration: %s", strings.Join(msgs, "; "))
+}
+
+func envKey(field string) string {
+	if f, ok := reflect.TypeFor[Config]().FieldByName(field); ok {
+		return f.Tag.Get("env")
+	}
+	return field
+}
+
+func (c Config) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("configuration: %s: %s", envKey(field), fmt.Sprintf(format, args...))
+	}
+	if !subjectToken.MatchString(c.SubjectPrefix) {
+		return bad("SubjectPrefix", "%q is not a valid subject prefix (tokens of [A-Za-z0-9_-] separated by dots)", c.SubjectPrefix)
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]+$`).MatchString(c.Bucket) {
+		return bad("Bucket", "%q is not a valid bucket name ([A-Za-z0-9_-])", c.Bucket)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return bad("Replicas", "%d: must be 1 to 5", c.Replicas)
+	}
+	if c.History < 1 || c.History > 64 {
+		return bad("History", "%d: must be 1 to 64", c.History)
+	}
+	for field, d := range map[string]time.Duration{"Timeout": c.Timeout, "ReactivateAfter": c.ReactivateAfter,
+		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait} {
+		if d <= 0 {
+			return bad(field, "%s: must be positive", d)
+		}
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		return bad("DataDir", "required for the embedded server (NATS_URL is empty)")
+	}
+	if c.NATSPort < 1 || c.NATSPort > 65535 {
+		return bad("NATSPort", "%d: must be 1 to 65535", c.NATSPort)
+	}
+	if c.SiteURL != "" {
+		if u, err := url.Parse(c.SiteURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("SiteURL", "%q is not an http(s) URL", c.SiteURL)
+		}
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		return bad("NATSCert", "NATS_CERT and NATS_KEY go together")
+	}
+	if c.NATSPassword != "" && c.NATSUser == "" {
+		return bad("NATSPassword", "set without NATS_USER")
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		return bad("LogLevel", "%q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return bad("LogFormat", "%q: must be json or console", c.LogFormat)
+	}
+	return nil
+}
+
+// policy is the state machine's durations from the configuration.
+func (c Config) policy() statekv.Policy {
+	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter}
+}
+
+// printEnvHelp lists every variable with its default and meaning.
+func printEnvHelp(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	t := reflect.TypeFor[Config]()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		def := f.Tag.Get("envDefault")
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Tag.Get("env"), def, f.Tag.Get("help"))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// shutdownGrace bounds how long the HTTP server and the NATS drain may take at stop.
+const shutdownGrace = 10 * time.Second
+
+// serve runs the sidecar until ctx is done.
+func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	started := time.Now()
+	var srv *server.Server
+	if cfg.NATSURL == "" {
+		s, err := cfg.startEmbedded(log)
+		if err != nil {
+			return err
+		}
+		srv = s
+		defer func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+			log.Info().Msg("embedded NATS server stopped")
+		}()
+	}
+	nc, err := cfg.connectSidecar(ctx, srv, log)
+	if err != nil {
+		return err
+	}
+	defer drain(nc, log)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	kv, err := statekv.EnsureBucket(ctx, js, statekv.BucketConfig{Name: cfg.Bucket, Replicas: cfg.Replicas, History: cfg.History})
+	if err != nil {
+		return err
+	}
+	store := statekv.NewStore(kv)
+	watcher := statekv.NewWatcher(store, statekv.WatcherOptions{Policy: cfg.policy(), Logger: log})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- err
+		}
+	}()
+
+	h := &health{nc: nc, watcher: watcher}
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("DOJO_WEBHOOKS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		hs := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP server: %w", err)
+			}
+		}()
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer scancel()
+			_ = hs.Shutdown(sctx)
+		}()
+		log.Info().Str("addr", ln.Addr().String()).Msg("HTTP server listening")
+	}
+
+	select {
+	case <-watcher.Synced():
+		byStatus, invalid := watcher.Counts()
+		log.Info().Str("bucket", cfg.Bucket).Int("endpoints", len(watcher.List())).Int("invalid", invalid).
+			Interface("by_status", byStatus).Dur("startup", time.Since(started)).Msg("dojo-webhooks ready")
+	case err := <-errc:
+		cancel()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping")
+	case runErr = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func drain(nc *nats.Conn, log zerolog.Logger) {
+	done := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		log.Warn().Msg("NATS drain timed out; closing")
+		nc.Close()
+	}
+}
+
+// health answers /healthz (the process is alive) and /readyz (NATS connected and
+// the endpoint records loaded).
+type health struct {
+	nc      *nats.Conn
+	watcher *statekv.Watcher
+}
+
+func (h *health) mux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := h.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return m
+}
+
+func (h *health) ready() error {
+	if !h.nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	select {
+	case <-h.watcher.Synced():
+		return nil
+	default:
+		return errors.New("endpoint records not loaded yet")
+	}
+}

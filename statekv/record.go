@@ -1,0 +1,366 @@
+package statekv
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Status is an endpoint's state in DefectDojo's webhook state machine.
+type Status string
+
+// The four states of DefectDojo's Notification_Webhooks.status.
+const (
+	StatusActive            Status = "active"
+	StatusActiveTmp         Status = "active_tmp"
+	StatusInactiveTmp       Status = "inactive_tmp"
+	StatusInactivePermanent Status = "inactive_permanent"
+)
+
+// Valid reports whether s is one of the four known states.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusActive, StatusActiveTmp, StatusInactiveTmp, StatusInactivePermanent:
+		return true
+	}
+	return false
+}
+
+// Deliverable reports whether events are sent to an endpoint in this state.
+func (s Status) Deliverable() bool {
+	return s == StatusActive || s == StatusActiveTmp
+}
+
+// Limits of an endpoint record, as documented in the README.
+const (
+	MaxIDLength       = 64
+	MaxNameLength     = 100
+	MaxNoteLength     = 1000
+	MaxURLLength      = 2048
+	MaxOwnerLength    = 150
+	MaxEventLength    = 128
+	MaxEvents         = 64
+	MaxHeaderLength   = 4096
+	MaxRecordBytes    = 64 * 1024
+	timestampPrecison = time.Millisecond
+)
+
+// ErrInvalidRecord is wrapped by every parse and validation error of a record.
+var ErrInvalidRecord = errors.New("invalid endpoint record")
+
+var (
+	idPattern    = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+	eventPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// Record is one endpoint: its definition and its state, stored as JSON under its id.
+// Empty strings and zero times are written as JSON null.
+type Record struct {
+	ID          string    // the KV key; not part of the JSON value
+	Name        string    // display name, unique, at most 100 chars
+	URL         string    // http or https URL
+	HeaderName  string    // optional extra request header name
+	HeaderValue string    // its value (a secret: never logged)
+	Owner       string    // username; empty = system endpoint
+	Events      []string  // event filter; empty = all events
+	Status      Status    // state in DefectDojo's state machine
+	FirstError  time.Time // start of the current outage; zero = none
+	LastError   time.Time // latest error; zero = none
+	Note        string    // latest error or manual action
+	CreatedAt   time.Time // when the endpoint was added; its consumer starts there
+
+	extra map[string]json.RawMessage // unknown fields, kept on rewrite
+}
+
+// knownFields lists the JSON fields in the order they are written.
+var knownFields = []string{"name", "url", "header_name", "header_value", "owner", "events", "status", "first_error", "last_error", "note", "created_at"}
+
+// ValidateID checks an endpoint id: [a-z0-9_-], 1 to 64 characters.
+func ValidateID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: id %q: must be 1 to %d characters of [a-z0-9_-]", ErrInvalidRecord, id, MaxIDLength)
+	}
+	return nil
+}
+
+// ValidateEvent checks an event name: a single NATS subject token of [A-Za-z0-9_-].
+func ValidateEvent(name string) error {
+	if len(name) > MaxEventLength || !eventPattern.MatchString(name) {
+		return fmt.Errorf("event %q: must be 1 to %d characters of [A-Za-z0-9_-]", name, MaxEventLength)
+	}
+	return nil
+}
+
+// ParseRecord decodes and validates the JSON value stored under key id.
+// Errors wrap ErrInvalidRecord and name the offending field.
+func ParseRecord(id string, data []byte) (Record, error) {
+	r := Record{ID: id}
+	if err := ValidateID(id); err != nil {
+		return r, err
+	}
+	if len(data) > MaxRecordBytes {
+		return r, fmt.Errorf("%w: value is %d bytes, more than %d", ErrInvalidRecord, len(data), MaxRecordBytes)
+	}
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&fields); err != nil {
+		return r, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidRecord, err)
+	}
+	if fields == nil {
+		return r, fmt.Errorf("%w: not a JSON object: null", ErrInvalidRecord)
+	}
+	if dec.More() {
+		return r, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRecord)
+	}
+	var err error
+	str := func(name string, dst *string) {
+		raw, ok := fields[name]
+		delete(fields, name)
+		if !ok || err != nil || isNull(raw) {
+			return
+		}
+		if e := json.Unmarshal(raw, dst); e != nil {
+			got := abbreviate(raw)
+			if name == "header_value" {
+				got = "another JSON type" // never echo a credential
+			}
+			err = fmt.Errorf("%w: field %s: expected a string or null, got %s", ErrInvalidRecord, name, got)
+		}
+	}
+	ts := func(name string, dst *time.Time) {
+		var s string
+		str(name, &s)
+		if err != nil || s == "" {
+			return
+		}
+		t, e := time.Parse(time.RFC3339Nano, s)
+		if e != nil {
+			err = fmt.Errorf("%w: field %s: expected an RFC 3339 timestamp, got %q", ErrInvalidRecord, name, s)
+			return
+		}
+		*dst = t.UTC()
+	}
+	var status string
+	str("name", &r.Name)
+	str("url", &r.URL)
+	str("header_name", &r.HeaderName)
+	str("header_value", &r.HeaderValue)
+	str("owner", &r.Owner)
+	str("status", &status)
+	str("note", &r.Note)
+	ts("first_error", &r.FirstError)
+	ts("last_error", &r.LastError)
+	ts("created_at", &r.CreatedAt)
+	if raw, ok := fields["events"]; ok {
+		delete(fields, "events")
+		if err == nil && !isNull(raw) {
+			if e := json.Unmarshal(raw, &r.Events); e != nil {
+				err = fmt.Errorf("%w: field events: expected an array of strings or null, got %s", ErrInvalidRecord, abbreviate(raw))
+			}
+		}
+	}
+	if err != nil {
+		return r, err
+	}
+	r.Status = Status(status)
+	if len(fields) > 0 {
+		r.extra = fields
+	}
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// Validate checks every field against the limits of the record format.
+// Errors wrap ErrInvalidRecord and name the offending field.
+func (r Record) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidRecord, fmt.Sprintf(format, args...))
+	}
+	if err := ValidateID(r.ID); err != nil {
+		return err
+	}
+	if strings.TrimSpace(r.Name) == "" {
+		return bad("field name: required")
+	}
+	if n := utf8.RuneCountInString(r.Name); n > MaxNameLength {
+		return bad("field name: %d characters, at most %d", n, MaxNameLength)
+	}
+	if err := ValidateURL(r.URL); err != nil {
+		return bad("field url: %v", err)
+	}
+	if r.HeaderName == "" && r.HeaderValue != "" {
+		return bad("field header_value: set without header_name")
+	}
+	if r.HeaderName != "" {
+		if !isToken(r.HeaderName) {
+			return bad("field header_name: %q is not a valid HTTP header name", r.HeaderName)
+		}
+		if len(r.HeaderName) > MaxHeaderLength || len(r.HeaderValue) > MaxHeaderLength {
+			return bad("field header_name/header_value: longer than %d bytes", MaxHeaderLength)
+		}
+		if strings.ContainsAny(r.HeaderValue, "\r\n\x00") {
+			// Never echo a header value: it is usually a credential.
+			return bad("field header_value: contains CR, LF or NUL")
+		}
+	}
+	if utf8.RuneCountInString(r.Owner) > MaxOwnerLength {
+		return bad("field owner: longer than %d characters", MaxOwnerLength)
+	}
+	if len(r.Events) > MaxEvents {
+		return bad("field events: %d entries, at most %d", len(r.Events), MaxEvents)
+	}
+	for _, e := range r.Events {
+		if err := ValidateEvent(e); err != nil {
+			return bad("field events: %v", err)
+		}
+	}
+	if !r.Status.Valid() {
+		return bad("field status: %q is not one of active, active_tmp, inactive_tmp, inactive_permanent", string(r.Status))
+	}
+	if n := utf8.RuneCountInString(r.Note); n > MaxNoteLength {
+		return bad("field note: %d characters, at most %d", n, MaxNoteLength)
+	}
+	return nil
+}
+
+// ValidateURL accepts absolute http and https URLs with a host.
+func ValidateURL(raw string) error {
+	if raw == "" {
+		return errors.New("required")
+	}
+	if len(raw) > MaxURLLength {
+		return fmt.Errorf("longer than %d bytes", MaxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q does not parse: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	return nil
+}
+
+// MarshalJSON writes the record's fields (nulls for empty values) and any unknown fields it was read with.
+func (r Record) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	field := func(name string, v any) error {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(name)
+		b.Write(k)
+		b.WriteByte(':')
+		enc, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", name, err)
+		}
+		b.Write(enc)
+		return nil
+	}
+	values := []any{nullString(r.Name), nullString(r.URL), nullString(r.HeaderName), nullString(r.HeaderValue),
+		nullString(r.Owner), nullEvents(r.Events), nullString(string(r.Status)), nullTime(r.FirstError),
+		nullTime(r.LastError), nullString(r.Note), nullTime(r.CreatedAt)}
+	for i, name := range knownFields {
+		if err := field(name, values[i]); err != nil {
+			return nil, err
+		}
+	}
+	keys := make([]string, 0, len(r.extra))
+	for k := range r.extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := field(k, r.extra[k]); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// Extra returns the unknown fields the record was read with (nil when none).
+func (r Record) Extra() map[string]json.RawMessage { return r.extra }
+
+// Matches reports whether an event of the given name and recipient ("" = system
+// notification) is for this endpoint: its filter lets the name through and the
+// owner matches the recipient.
+func (r Record) Matches(event, recipient string) bool {
+	if r.Owner != recipient {
+		return false
+	}
+	if len(r.Events) == 0 {
+		return true
+	}
+	for _, e := range r.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// Timestamp normalises t the way records store it: UTC, millisecond precision.
+func Timestamp(t time.Time) time.Time { return t.UTC().Truncate(timestampPrecison) }
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullEvents(e []string) any {
+	if len(e) == 0 {
+		return []string{}
+	}
+	return e
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return Timestamp(t).Format(time.RFC3339Nano)
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func abbreviate(raw json.RawMessage) string {
+	s := string(raw)
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return s
+}
+
+// isToken reports whether s is an RFC 7230 token (a valid header field name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,179 @@
+package statekv
+
+import (
+	"fmt"
+	"time"
+)
+
+// Input is what happened to an endpoint: a delivery outcome, a timer, or a user action.
+type Input int
+
+// The inputs of DefectDojo's state machine (DESIGN.md section 5).
+const (
+	// Success is a 2xx answer.
+	Success Input = iota + 1
+	// TemporaryFailure is a 5xx, a 429 or a timeout.
+	TemporaryFailure
+	// PermanentFailure is any other HTTP status or a non-HTTP error.
+	PermanentFailure
+	// ReactivateTimer fires reactivate-after past last_error of an inactive_tmp endpoint.
+	ReactivateTimer
+	// RecoverTimer fires recover-after past last_error of an active_tmp endpoint.
+	RecoverTimer
+	// UserActivate is an activation by a user (after a successful ping).
+	UserActivate
+	// UserDeactivate is a deactivation by a user.
+	UserDeactivate
+)
+
+var inputNames = map[Input]string{
+	Success: "success", TemporaryFailure: "temporary", PermanentFailure: "permanent",
+	ReactivateTimer: "reactivate_timer", RecoverTimer: "recover_timer",
+	UserActivate: "user_activate", UserDeactivate: "user_deactivate",
+}
+
+// String names the input as logs show it.
+func (in Input) String() string {
+	if s, ok := inputNames[in]; ok {
+		return s
+	}
+	return fmt.Sprintf("input(%d)", int(in))
+}
+
+// Event is one input with its note: the outcome's note for failures, who or what
+// acted for a deactivation; ignored otherwise.
+type Event struct {
+	Input Input
+	Note  string
+}
+
+// RecoveryNote is the note DefectDojo writes when active_tmp recovers to active.
+const RecoveryNote = "Reactivation from active_tmp"
+
+// Default durations of the state machine (DefectDojo's).
+const (
+	DefaultReactivateAfter = 60 * time.Second
+	DefaultRecoverAfter    = 24 * time.Hour
+	DefaultGiveUpAfter     = 24 * time.Hour
+)
+
+// Policy holds the durations of the state machine.
+type Policy struct {
+	ReactivateAfter time.Duration // inactive_tmp → active_tmp this long after last_error
+	RecoverAfter    time.Duration // active_tmp → active when last_error is more than this long ago
+	GiveUpAfter     time.Duration // a temporary failure in active_tmp more than this long after first_error is permanent
+}
+
+// DefaultPolicy returns DefectDojo's durations: 60 s, 24 h, 24 h.
+func DefaultPolicy() Policy {
+	return Policy{ReactivateAfter: DefaultReactivateAfter, RecoverAfter: DefaultRecoverAfter, GiveUpAfter: DefaultGiveUpAfter}
+}
+
+// Validate checks that every duration is positive.
+func (p Policy) Validate() error {
+	if p.ReactivateAfter <= 0 || p.RecoverAfter <= 0 || p.GiveUpAfter <= 0 {
+		return fmt.Errorf("policy durations must be positive: reactivate-after %s, recover-after %s, give-up-after %s",
+			p.ReactivateAfter, p.RecoverAfter, p.GiveUpAfter)
+	}
+	return nil
+}
+
+// Transition applies one event to a record at time now and returns the new record
+// and whether anything changed. It is pure: no I/O, no clock but now.
+//
+// Beyond DefectDojo's table (which only sends to active endpoints), results of
+// requests that were in flight when the endpoint left the active states are
+// handled so that nothing is lost: a temporary failure on an inactive_tmp endpoint
+// moves last_error and the note and keeps first_error; a permanent failure on an
+// inactive_tmp endpoint makes it inactive_permanent; any failure on an
+// inactive_permanent endpoint and any success on an inactive one change nothing.
+func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
+	now = Timestamp(now)
+	next := r
+	switch ev.Input {
+	case Success:
+		return r, false
+	case TemporaryFailure:
+		switch r.Status {
+		case StatusActive:
+			next.Status, next.FirstError, next.LastError = StatusInactiveTmp, now, now
+		case StatusActiveTmp:
+			if r.FirstError.IsZero() {
+				next.FirstError = now // hand-edited record without an outage start: start one
+			}
+			next.Status, next.LastError = StatusInactiveTmp, now
+			if now.Sub(next.FirstError) > p.GiveUpAfter {
+				next.Status = StatusInactivePermanent
+			}
+		case StatusInactiveTmp:
+			if r.FirstError.IsZero() {
+				next.FirstError = now
+			}
+			next.LastError = now
+		default:
+			return r, false
+		}
+		next.Note = truncateNote(ev.Note)
+	case PermanentFailure:
+		switch r.Status {
+		case StatusActive, StatusActiveTmp:
+			next.FirstError = now
+		case StatusInactiveTmp:
+			if r.FirstError.IsZero() {
+				next.FirstError = now
+			}
+		default:
+			return r, false
+		}
+		next.Status, next.LastError, next.Note = StatusInactivePermanent, now, truncateNote(ev.Note)
+	case ReactivateTimer:
+		if r.Status != StatusInactiveTmp || now.Sub(r.LastError) < p.ReactivateAfter {
+			return r, false
+		}
+		next.Status = StatusActiveTmp
+	case RecoverTimer:
+		if r.Status != StatusActiveTmp || now.Sub(r.LastError) <= p.RecoverAfter {
+			return r, false
+		}
+		next.Status, next.FirstError, next.LastError, next.Note = StatusActive, time.Time{}, time.Time{}, RecoveryNote
+	case UserActivate:
+		next.Status, next.FirstError, next.LastError, next.Note = StatusActive, time.Time{}, time.Time{}, ""
+	case UserDeactivate:
+		next.Status, next.FirstError, next.LastError, next.Note = StatusInactivePermanent, time.Time{}, time.Time{}, truncateNote(ev.Note)
+	default:
+		return r, false
+	}
+	return next, !sameState(r, next)
+}
+
+// NextTimer returns when the record's next timed transition is due and which one;
+// ok is false when no timer applies (active or inactive_permanent). A due time in
+// the past means the transition is overdue and should be applied at once.
+func NextTimer(r Record, p Policy) (due time.Time, in Input, ok bool) {
+	switch r.Status {
+	case StatusInactiveTmp:
+		return r.LastError.Add(p.ReactivateAfter), ReactivateTimer, true
+	case StatusActiveTmp:
+		// Strictly more than recover-after: one tick of the stored precision later.
+		return r.LastError.Add(p.RecoverAfter + timestampPrecison), RecoverTimer, true
+	}
+	return time.Time{}, 0, false
+}
+
+func sameState(a, b Record) bool {
+	return a.Status == b.Status && a.FirstError.Equal(b.FirstError) && a.LastError.Equal(b.LastError) && a.Note == b.Note
+}
+
+func truncateNote(s string) string {
+	if len(s) <= MaxNoteLength {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == MaxNoteLength {
+			return s[:i]
+		}
+		n++
+	}
+	return s
+}

@@ -1,0 +1,340 @@
+package statekv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// retryDelay is how long a timed transition that failed to write (NATS unreachable) waits before it is tried again.
+const retryDelay = time.Second
+
+// View is the watcher's copy of one endpoint.
+type View struct {
+	ID       string
+	Record   Record    // meaningful only when Err is nil
+	Revision uint64    // KV revision of the value seen
+	Modified time.Time // when that revision was written
+	Err      error     // non-nil when the stored value does not parse or validate: deliveries are held
+}
+
+// Valid reports whether the stored value parsed and validated.
+func (v View) Valid() bool { return v.Err == nil }
+
+// WatcherOptions configure a Watcher.
+type WatcherOptions struct {
+	Policy Policy           // durations of the timed transitions
+	Now    func() time.Time // clock, default time.Now
+	Logger zerolog.Logger   // where invalid records and timer errors are logged
+}
+
+// Watcher keeps an in-memory view of every endpoint record, tells subscribers
+// which endpoints changed, and applies the two timed transitions with
+// compare-and-set so that with several sidecars each is written once.
+type Watcher struct {
+	store  *Store
+	policy Policy
+	now    func() time.Time
+	log    zerolog.Logger
+
+	mu     sync.RWMutex
+	views  map[string]View
+	subs   map[*Subscription]struct{}
+	timers map[string]*time.Timer
+
+	synced   chan struct{}
+	syncOnce sync.Once
+	due      chan string
+}
+
+// NewWatcher returns a watcher over store; Run starts it.
+func NewWatcher(store *Store, opts WatcherOptions) *Watcher {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Watcher{
+		store:  store,
+		policy: opts.Policy,
+		now:    opts.Now,
+		log:    opts.Logger,
+		views:  make(map[string]View),
+		subs:   make(map[*Subscription]struct{}),
+		timers: make(map[string]*time.Timer),
+		synced: make(chan struct{}),
+		due:    make(chan string, 1024),
+	}
+}
+
+// Run watches the bucket until ctx is done, then stops its timers and returns
+// ctx's error. It returns earlier only if the watch cannot be started.
+func (w *Watcher) Run(ctx context.Context) error {
+	kw, err := w.store.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch KV bucket %s: %w", w.store.kv.Bucket(), err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.runTimers(ctx)
+	}()
+	defer func() {
+		_ = kw.Stop()
+		w.mu.Lock()
+		for id, t := range w.timers {
+			t.Stop()
+			delete(w.timers, id)
+		}
+		w.mu.Unlock()
+		wg.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-kw.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("watch KV bucket %s: updates closed", w.store.kv.Bucket())
+			}
+			if e == nil {
+				w.syncOnce.Do(func() { close(w.synced) })
+				continue
+			}
+			w.apply(ctx, e)
+		}
+	}
+}
+
+// Synced is closed once the watcher has loaded every record present at start.
+func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+
+// Get returns the view of one endpoint.
+func (w *Watcher) Get(id string) (View, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	v, ok := w.views[id]
+	return v, ok
+}
+
+// List returns every endpoint's view, sorted by id.
+func (w *Watcher) List() []View {
+	w.mu.RLock()
+	out := make([]View, 0, len(w.views))
+	for _, v := range w.views {
+		out = append(out, v)
+	}
+	w.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Counts returns how many endpoints are in each status, and how many records are invalid.
+func (w *Watcher) Counts() (byStatus map[Status]int, invalid int) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	byStatus = make(map[Status]int, 4)
+	for _, v := range w.views {
+		if v.Err != nil {
+			invalid++
+			continue
+		}
+		byStatus[v.Record.Status]++
+	}
+	return byStatus, invalid
+}
+
+func (w *Watcher) apply(ctx context.Context, e jetstream.KeyValueEntry) {
+	id := e.Key()
+	switch e.Operation() {
+	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+		w.mu.Lock()
+		delete(w.views, id)
+		w.stopTimerLocked(id)
+		w.markLocked(id)
+		w.mu.Unlock()
+		w.log.Debug().Str("endpoint", id).Msg("endpoint removed")
+		return
+	}
+	v := View{ID: id, Revision: e.Revision(), Modified: e.Created()}
+	rec, err := ParseRecord(id, e.Value())
+	v.Record = rec
+	if err != nil {
+		v.Err = err
+		w.log.Error().Str("endpoint", id).Uint64("revision", e.Revision()).Err(err).
+			Msg("invalid endpoint record: its deliveries are held until it is fixed")
+	}
+	w.mu.Lock()
+	prev, had := w.views[id]
+	w.views[id] = v
+	w.stopTimerLocked(id)
+	if err == nil {
+		w.scheduleLocked(ctx, id, rec)
+	}
+	w.markLocked(id)
+	w.mu.Unlock()
+	if err == nil && (!had || prev.Err != nil || prev.Record.Status != rec.Status) {
+		ev := w.log.Debug().Str("endpoint", id).Str("status", string(rec.Status)).Uint64("revision", e.Revision())
+		if had && prev.Err == nil {
+			ev = ev.Str("from", string(prev.Record.Status))
+		}
+		ev.Msg("endpoint state seen")
+	}
+}
+
+// scheduleLocked arms the record's next timed transition; overdue ones fire at once.
+func (w *Watcher) scheduleLocked(ctx context.Context, id string, rec Record) {
+	due, _, ok := NextTimer(rec, w.policy)
+	if !ok {
+		return
+	}
+	w.armLocked(ctx, id, due.Sub(w.now()))
+}
+
+func (w *Watcher) armLocked(ctx context.Context, id string, after time.Duration) {
+	w.stopTimerLocked(id)
+	w.timers[id] = time.AfterFunc(after, func() {
+		select {
+		case w.due <- id:
+		case <-ctx.Done():
+		}
+	})
+}
+
+func (w *Watcher) stopTimerLocked(id string) {
+	if t, ok := w.timers[id]; ok {
+		t.Stop()
+		delete(w.timers, id)
+	}
+}
+
+// runTimers applies due timed transitions one at a time.
+func (w *Watcher) runTimers(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-w.due:
+			w.fire(ctx, id)
+		}
+	}
+}
+
+func (w *Watcher) fire(ctx context.Context, id string) {
+	v, ok := w.Get(id)
+	if !ok || v.Err != nil {
+		return
+	}
+	_, in, ok := NextTimer(v.Record, w.policy)
+	if !ok {
+		return
+	}
+	entry, changed, err := w.store.Apply(ctx, id, Event{Input: in}, w.now, w.policy)
+	switch {
+	case err != nil && errors.Is(err, ErrNotFound):
+		return
+	case err != nil && errors.Is(err, ErrInvalidRecord):
+		return // logged by the watch; re-armed when the record is fixed
+	case err != nil:
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn().Str("endpoint", id).Str("transition", in.String()).Err(err).Dur("retry_in", retryDelay).
+			Msg("timed transition not written; retrying")
+		w.rearm(ctx, id, v.Revision, retryDelay)
+	case changed:
+		w.log.Info().Str("endpoint", id).Str("transition", in.String()).Str("from", string(v.Record.Status)).
+			Str("to", string(entry.Record.Status)).Uint64("revision", entry.Revision).Msg("endpoint state changed")
+	default:
+		// Nothing to write: another sidecar or an operator got there first (the watch
+		// re-arms from their write), or the timer fired a little early: arm it again.
+		if due, _, ok := NextTimer(entry.Record, w.policy); ok && due.After(w.now()) {
+			w.rearm(ctx, id, entry.Revision, due.Sub(w.now()))
+		}
+	}
+}
+
+// rearm schedules id again unless a newer revision has been seen meanwhile (its own timer stands).
+func (w *Watcher) rearm(ctx context.Context, id string, rev uint64, after time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if v, ok := w.views[id]; ok && v.Revision == rev {
+		w.armLocked(ctx, id, after)
+	}
+}
+
+// Subscription tells one reader which endpoints changed since it last asked. It
+// never blocks the watcher: changes to the same endpoint coalesce, and the reader
+// reads the current state from the watcher's view.
+type Subscription struct {
+	w      *Watcher
+	mu     sync.Mutex
+	dirty  map[string]struct{}
+	signal chan struct{}
+}
+
+// Subscribe returns a subscription whose first Next reports every endpoint known so far.
+func (w *Watcher) Subscribe() *Subscription {
+	s := &Subscription{w: w, dirty: make(map[string]struct{}), signal: make(chan struct{}, 1)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range w.views {
+		s.dirty[id] = struct{}{}
+	}
+	if len(s.dirty) > 0 {
+		s.signal <- struct{}{}
+	}
+	w.subs[s] = struct{}{}
+	return s
+}
+
+// Next blocks until at least one endpoint changed, then returns the ids of all
+// that did, sorted; it returns ctx's error when ctx is done first.
+func (s *Subscription) Next(ctx context.Context) ([]string, error) {
+	for {
+		s.mu.Lock()
+		if len(s.dirty) > 0 {
+			ids := make([]string, 0, len(s.dirty))
+			for id := range s.dirty {
+				ids = append(ids, id)
+			}
+			clear(s.dirty)
+			s.mu.Unlock()
+			sort.Strings(ids)
+			return ids, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.signal:
+		}
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.w.mu.Lock()
+	delete(s.w.subs, s)
+	s.w.mu.Unlock()
+}
+
+func (w *Watcher) markLocked(id string) {
+	for s := range w.subs {
+		s.mu.Lock()
+		s.dirty[id] = struct{}{}
+		s.mu.Unlock()
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+}
