@@ -1,0 +1,238 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Client sends webhook requests over one shared keep-alive pool. Safe for concurrent use.
+type Client struct {
+	http      *http.Client
+	transport *http.Transport
+	timeout   time.Duration
+	maxBody   int64
+}
+
+// New returns a Client configured by opts (zero fields take their defaults).
+func New(opts Options) *Client {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	conns := opts.MaxConnsPerHost
+	if conns <= 0 {
+		conns = DefaultMaxConnsPerHost
+	}
+	maxBody := opts.MaxResponseBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxResponseBytes
+	}
+	dial := opts.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dial,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        max(1024, conns),
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: min(timeout, DefaultTimeout),
+		// The body is discarded: ask for it uncompressed and read it raw.
+		DisableCompression: true,
+	}
+	if opts.TLSConfig != nil {
+		tr.TLSClientConfig = opts.TLSConfig.Clone()
+	}
+	return &Client{
+		http: &http.Client{
+			Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse // redirects are returned as-is, classified permanent
+			},
+		},
+		transport: tr,
+		timeout:   timeout,
+		maxBody:   maxBody,
+	}
+}
+
+// CloseIdle closes idle keep-alive connections.
+func (c *Client) CloseIdle() {
+	c.transport.CloseIdleConnections()
+}
+
+// Send POSTs req and classifies the outcome. It never returns an error: failures are in Result.
+// ctx cancellation (e.g. shutdown) yields Class Temporary with Err wrapping ctx.Err();
+// the Client's timeout yields Class Temporary with a "Timeout after …" note.
+// Once response headers arrive the status decides the class; an error while
+// reading the (discarded) body is ignored. If a reused keep-alive connection was
+// closed by the server before answering, the request is sent once more on a new one.
+func (c *Client) Send(ctx context.Context, req Request) Result {
+	hreq, aerr := c.newRequest(ctx, req)
+	if aerr != nil {
+		return failed(aerr, 0)
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	start := time.Now()
+	resp, err := c.do(reqCtx, hreq)
+	if err != nil {
+		return failed(c.transportError(ctx, reqCtx, err, req.HeaderValue), time.Since(start))
+	}
+	// Read a bounded amount so a small body leaves the connection reusable; a larger
+	// body is not drained: closing it early drops the connection instead.
+	_, _ = io.CopyN(io.Discard, resp.Body, c.maxBody+1)
+	_ = resp.Body.Close()
+	d := time.Since(start)
+
+	class, note := Classify(resp.StatusCode, nil)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		if loc := resp.Header.Get("Location"); loc != "" {
+			note = truncate(redact(note+" (Location: "+loc+")", req.HeaderValue))
+		}
+	}
+	return Result{Class: class, StatusCode: resp.StatusCode, Note: note, Duration: d}
+}
+
+// do sends hreq with reqCtx. When a reused keep-alive connection turns out to be
+// closed by the server before any response (the idle-close race), it sends once
+// more, as net/http does by itself for idempotent requests: without this, the
+// race would be classified permanent. The receiver may see the event twice, with
+// the same webhook-id (at-least-once).
+func (c *Client) do(reqCtx context.Context, hreq *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		var reused atomic.Bool
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused.Store(info.Reused) }}
+		r := hreq.Clone(httptrace.WithClientTrace(reqCtx, trace))
+		if hreq.GetBody != nil {
+			body, err := hreq.GetBody()
+			if err != nil {
+				return nil, fmt.Errorf("rewinding request body: %w", err)
+			}
+			r.Body = body
+		}
+		resp, err := c.http.Do(r)
+		if err == nil || attempt > 0 || !reused.Load() || reqCtx.Err() != nil || !closedByPeer(err) {
+			return resp, err
+		}
+	}
+}
+
+// closedByPeer reports whether err says the server closed the connection without answering.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(err.Error(), "server closed idle connection")
+}
+
+// failed turns an attempt error into a Result.
+func failed(e *attemptError, d time.Duration) Result {
+	return Result{Class: e.class, Note: e.msg, Duration: d, Err: e}
+}
+
+// newRequest validates req and builds the HTTP request, or says why it cannot be sent.
+func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *attemptError) {
+	secret := req.HeaderValue
+	u, err := parseURL(req.URL)
+	if err != nil {
+		return nil, failure(Permanent, "Invalid URL", err.Error(), secret, err)
+	}
+	if req.HeaderName != "" {
+		if !validHeaderName(req.HeaderName) {
+			err := fmt.Errorf("header_name %q is not a valid HTTP header name", req.HeaderName)
+			return nil, failure(Permanent, "Invalid header", err.Error(), secret, err)
+		}
+		if !validHeaderValue(req.HeaderValue) {
+			err := fmt.Errorf("header_value of %q contains control characters", req.HeaderName)
+			return nil, failure(Permanent, "Invalid header", err.Error(), secret, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, failure(Temporary, "Cancelled", "not sent to "+u.Redacted()+": "+err.Error(), secret, err)
+	}
+	// ctx is replaced by the per-attempt context in Send.
+	// bytes.Reader: ContentLength is set and GetBody can rewind the body.
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(req.Body))
+	if err != nil {
+		err = fmt.Errorf("building request for %s: %w", u.Redacted(), err)
+		return nil, failure(Permanent, "Invalid request", err.Error(), secret, err)
+	}
+	ua := req.UserAgent
+	if ua == "" {
+		ua = DefaultUserAgent
+	}
+	h := hreq.Header
+	h.Set("User-Agent", ua)
+	h.Set("X-DefectDojo-Event", req.Event)
+	if req.Instance != "" {
+		h.Set("X-DefectDojo-Instance", req.Instance)
+	}
+	h.Set("Accept", "application/json")
+	h.Set("Content-Type", "application/json")
+	if req.ID != "" {
+		h.Set("webhook-id", req.ID)
+	}
+	if req.HeaderName != "" {
+		// Set last, so it overrides a default of the same name, as DefectDojo does.
+		if strings.EqualFold(req.HeaderName, "Host") {
+			hreq.Host = req.HeaderValue
+		} else {
+			h.Set(req.HeaderName, req.HeaderValue)
+		}
+	}
+	return hreq, nil
+}
+
+// transportError classifies the error of an attempt that got no HTTP response.
+func (c *Client) transportError(ctx, reqCtx context.Context, err error, secret string) *attemptError {
+	text := err.Error() // *url.Error: Post "URL": reason (the URL's password is masked)
+	if cerr := ctx.Err(); cerr != nil {
+		errs := []error{err}
+		if !errors.Is(err, cerr) {
+			errs = append(errs, cerr)
+		}
+		return failure(Temporary, "Cancelled", text, secret, errs...)
+	}
+	var netErr net.Error
+	if errors.Is(reqCtx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &netErr) && netErr.Timeout()) {
+		return failure(Temporary, "Timeout after "+c.timeout.String(), text, secret, err)
+	}
+	class, label := classifyError(err)
+	return failure(class, label, text, secret, err)
+}
+
+// parseURL accepts absolute http and https URLs with a host.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err // *url.Error: parse "RAW": reason
+	}
+	shown := raw // as the admin wrote it, unless it holds a password
+	if _, hasPassword := u.User.Password(); hasPassword {
+		shown = u.Redacted()
+	}
+	switch {
+	case u.Scheme == "":
+		return nil, fmt.Errorf("missing scheme (http or https) in %q", shown)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("unsupported scheme %q in %q (want http or https)", u.Scheme, shown)
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("missing host in %q", shown)
+	}
+	return u, nil
+}

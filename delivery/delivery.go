@@ -1,0 +1,214 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Class is the outcome class of one delivery attempt.
+type Class int
+
+const (
+	// Success is a 2xx response.
+	Success Class = iota + 1
+	// Temporary is a 5xx or 429 response, a timeout or a cancelled caller context.
+	Temporary
+	// Permanent is any other HTTP status (3xx, 4xx but 429) or any non-HTTP error (DNS, refused, TLS, invalid URL).
+	Permanent
+)
+
+// String returns "success", "temporary" or "permanent".
+func (c Class) String() string {
+	switch c {
+	case Success:
+		return "success"
+	case Temporary:
+		return "temporary"
+	case Permanent:
+		return "permanent"
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Request is one webhook POST.
+type Request struct {
+	URL         string // http or https endpoint URL
+	Event       string // X-DefectDojo-Event
+	Body        []byte // sent byte for byte
+	ID          string // webhook-id header (stable per event, same on every retry); empty => omitted
+	Instance    string // X-DefectDojo-Instance (omitted when empty)
+	UserAgent   string // User-Agent; empty => DefaultUserAgent
+	HeaderName  string // optional extra header (DefectDojo's auth header); empty => none
+	HeaderValue string // value of HeaderName; never put in a note or error
+}
+
+// Result is what one attempt produced.
+type Result struct {
+	Class      Class         // outcome class
+	StatusCode int           // 0 when no HTTP response was received
+	Note       string        // DefectDojo's note: "Response status code: 500", or the error text; at most MaxNoteLength chars; "" on success
+	Duration   time.Duration // time from send to response headers+bounded body read (or error)
+	Err        error         // the transport error, nil when an HTTP response was received
+}
+
+// Options configure a Client; zero values take the documented defaults.
+type Options struct {
+	Timeout          time.Duration                                                     // whole request timeout, default DefaultTimeout (10s)
+	MaxConnsPerHost  int                                                               // idle keep-alive connections kept per host (not a cap on concurrent ones), default DefaultMaxConnsPerHost (64)
+	MaxResponseBytes int64                                                             // how much of the response body is read (then discarded), default DefaultMaxResponseBytes (64 KiB)
+	TLSConfig        *tls.Config                                                       // optional (custom roots); cloned by New
+	DialContext      func(ctx context.Context, network, addr string) (net.Conn, error) // optional (tests, safe-destination dialer)
+}
+
+// DefaultTimeout is the whole-exchange timeout of one attempt (DefectDojo's default).
+const DefaultTimeout = 10 * time.Second
+
+// DefaultUserAgent is the User-Agent sent when Request.UserAgent is empty.
+const DefaultUserAgent = "DefectDojo-dojo-webhooks"
+
+// MaxNoteLength is the maximum length of a note, in characters (DefectDojo's column size).
+const MaxNoteLength = 1000
+
+// DefaultMaxConnsPerHost is the default size of the keep-alive pool per host.
+const DefaultMaxConnsPerHost = 64
+
+// DefaultMaxResponseBytes is the default number of response body bytes read before the connection is dropped.
+const DefaultMaxResponseBytes = 64 << 10
+
+// statusNotePrefix starts the note of every non-2xx response, as in DefectDojo.
+const statusNotePrefix = "Response status code: "
+
+// attemptError is the error of an attempt that got no HTTP response.
+// Its text is the note: it starts with what happened and never holds the header value.
+type attemptError struct {
+	class Class
+	msg   string
+	errs  []error // the underlying errors (transport error, caller's ctx.Err()); may be empty
+}
+
+func (e *attemptError) Error() string   { return e.msg }
+func (e *attemptError) Unwrap() []error { return e.errs }
+
+// Classify maps an HTTP status (0 when none) and transport error to a class and DefectDojo note.
+// A non-zero status decides alone (err is then ignored); with status 0 the error is classified.
+// The note is capped at MaxNoteLength characters.
+func Classify(status int, err error) (Class, string) {
+	switch {
+	case status >= 200 && status < 300:
+		return Success, ""
+	case status >= 500 && status < 600, status == 429:
+		return Temporary, statusNotePrefix + strconv.Itoa(status)
+	case status != 0:
+		return Permanent, statusNotePrefix + strconv.Itoa(status)
+	case err == nil:
+		return Permanent, "No HTTP response"
+	}
+	var ae *attemptError
+	if errors.As(err, &ae) {
+		return ae.class, truncate(ae.msg)
+	}
+	class, label := classifyError(err)
+	return class, truncate(label + ": " + err.Error())
+}
+
+// classifyError returns the class of a transport error and a label saying what happened.
+func classifyError(err error) (Class, string) {
+	var (
+		netErr  net.Error
+		dnsErr  *net.DNSError
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		opErr   *net.OpError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return Temporary, "Cancelled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return Temporary, "Timeout"
+	case errors.As(err, &dnsErr):
+		return Permanent, "DNS error"
+	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		return Permanent, "TLS certificate error"
+	case errors.As(err, &recErr), errors.As(err, &alert), strings.Contains(err.Error(), "tls: "):
+		return Permanent, "TLS error"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Permanent, "Connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return Permanent, "Connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return Permanent, "Connection closed without response"
+	case errors.As(err, &opErr):
+		return Permanent, "Connection error"
+	}
+	return Permanent, "Request error"
+}
+
+// truncate caps s at MaxNoteLength characters (runes), replacing invalid UTF-8.
+func truncate(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) <= MaxNoteLength {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == MaxNoteLength-1 {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
+}
+
+// redact replaces secret in s. Values shorter than 4 bytes are left alone:
+// they protect nothing and replacing them would mangle the text.
+func redact(s, secret string) string {
+	if len(strings.TrimSpace(secret)) < 4 {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[redacted]")
+}
+
+// failure builds an attempt error whose note is label + ": " + text (redacted).
+func failure(class Class, label, text, secret string, errs ...error) *attemptError {
+	return &attemptError{class: class, msg: truncate(redact(label+": "+text, secret)), errs: errs}
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether value has no control characters but HTAB.
+func validHeaderValue(value string) bool {
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
