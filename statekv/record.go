@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"sort"
@@ -75,12 +76,13 @@ type Record struct {
 	LastError   time.Time // latest error; zero = none
 	Note        string    // latest error or manual action
 	CreatedAt   time.Time // when the endpoint was added; its consumer starts there
+	DeliverFrom time.Time // when set (by a skip), the consumer starts here instead of CreatedAt
 
 	extra map[string]json.RawMessage // unknown fields, kept on rewrite
 }
 
 // knownFields lists the JSON fields in the order they are written.
-var knownFields = []string{"name", "url", "header_name", "header_value", "owner", "events", "status", "first_error", "last_error", "note", "created_at"}
+var knownFields = []string{"name", "url", "header_name", "header_value", "owner", "events", "status", "first_error", "last_error", "note", "created_at", "deliver_from"}
 
 // ValidateID checks an endpoint id: [a-z0-9_-], 1 to 64 characters.
 func ValidateID(id string) error {
@@ -116,7 +118,7 @@ func ParseRecord(id string, data []byte) (Record, error) {
 	if fields == nil {
 		return r, fmt.Errorf("%w: not a JSON object: null", ErrInvalidRecord)
 	}
-	if dec.More() {
+	if dec.Decode(new(json.RawMessage)) != io.EOF { // dec.More() misses a stray '}' or ']'
 		return r, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRecord)
 	}
 	var err error
@@ -141,11 +143,11 @@ func ParseRecord(id string, data []byte) (Record, error) {
 			return
 		}
 		t, e := time.Parse(time.RFC3339Nano, s)
-		if e != nil {
+		if y := t.UTC().Year(); e != nil || y < 0 || y > 9999 { // the UTC year must be writable as RFC 3339 again
 			err = fmt.Errorf("%w: field %s: expected an RFC 3339 timestamp, got %q", ErrInvalidRecord, name, s)
 			return
 		}
-		*dst = t.UTC()
+		*dst = Timestamp(t) // UTC, millisecond precision, as written back: timers compare at that precision
 	}
 	var status string
 	str("name", &r.Name)
@@ -158,6 +160,7 @@ func ParseRecord(id string, data []byte) (Record, error) {
 	ts("first_error", &r.FirstError)
 	ts("last_error", &r.LastError)
 	ts("created_at", &r.CreatedAt)
+	ts("deliver_from", &r.DeliverFrom)
 	if raw, ok := fields["events"]; ok {
 		delete(fields, "events")
 		if err == nil && !isNull(raw) {
@@ -273,7 +276,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	}
 	values := []any{nullString(r.Name), nullString(r.URL), nullString(r.HeaderName), nullString(r.HeaderValue),
 		nullString(r.Owner), nullEvents(r.Events), nullString(string(r.Status)), nullTime(r.FirstError),
-		nullTime(r.LastError), nullString(r.Note), nullTime(r.CreatedAt)}
+		nullTime(r.LastError), nullString(r.Note), nullTime(r.CreatedAt), nullTime(r.DeliverFrom)}
 	for i, name := range knownFields {
 		if err := field(name, values[i]); err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -45,6 +46,12 @@ type Config struct {
 	NATSPort        int           `env:"DOJO_WEBHOOKS_NATS_PORT" envDefault:"4222" help:"embedded server's client port; the CLI commands connect here when NATS_URL is empty"`
 	ConnectWait     time.Duration `env:"DOJO_WEBHOOKS_CONNECT_WAIT" envDefault:"30s" help:"how long start-up waits for NATS_URL to answer before giving up"`
 	UserAgent       string        `env:"DOJO_WEBHOOKS_USER_AGENT" envDefault:"DefectDojo-dojo-webhooks" help:"default User-Agent of deliveries (a publisher's User-Agent header overrides it)"`
+	MaxInFlight     int           `env:"DOJO_WEBHOOKS_MAX_IN_FLIGHT" envDefault:"1" help:"requests in flight per endpoint and sidecar; 1 delivers in publish order, also across retries"`
+	EventsMaxAge    time.Duration `env:"DOJO_WEBHOOKS_EVENTS_MAX_AGE" envDefault:"168h" help:"how long the events stream keeps an event: the bound on an endpoint's backlog and on replay --since"`
+	EventsMaxBytes  int64         `env:"DOJO_WEBHOOKS_EVENTS_MAX_BYTES" envDefault:"-1" help:"size bound of the events stream in bytes (oldest dropped first); -1 = none"`
+	DeadLetterAge   time.Duration `env:"DOJO_WEBHOOKS_DEADLETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept"`
+	DedupWindow     time.Duration `env:"DOJO_WEBHOOKS_DEDUP_WINDOW" envDefault:"2m" help:"window in which a repeated Nats-Msg-Id is dropped"`
+	ShutdownGrace   time.Duration `env:"DOJO_WEBHOOKS_SHUTDOWN_GRACE" envDefault:"15s" help:"at SIGTERM, how long in-flight deliveries may finish before they are cancelled and redelivered later"`
 	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
 }
@@ -103,10 +110,20 @@ func (c Config) validate() error {
 		return bad("History", "%d: must be 1 to 64", c.History)
 	}
 	for field, d := range map[string]time.Duration{"Timeout": c.Timeout, "ReactivateAfter": c.ReactivateAfter,
-		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait} {
+		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait,
+		"EventsMaxAge": c.EventsMaxAge, "DeadLetterAge": c.DeadLetterAge, "DedupWindow": c.DedupWindow, "ShutdownGrace": c.ShutdownGrace} {
 		if d <= 0 {
 			return bad(field, "%s: must be positive", d)
 		}
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1000 {
+		return bad("MaxInFlight", "%d: must be 1 to 1000", c.MaxInFlight)
+	}
+	if c.EventsMaxBytes == 0 || c.EventsMaxBytes < -1 {
+		return bad("EventsMaxBytes", "%d: must be positive, or -1 for no bound", c.EventsMaxBytes)
+	}
+	if c.DedupWindow > c.EventsMaxAge {
+		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded server (NATS_URL is empty)")
@@ -137,6 +154,15 @@ func (c Config) validate() error {
 // policy is the state machine's durations from the configuration.
 func (c Config) policy() statekv.Policy {
 	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter}
+}
+
+// names are the streams and subjects derived from the prefix.
+func (c Config) names() consumer.Names { return consumer.NamesFor(c.SubjectPrefix) }
+
+// streams sizes the events and dead-letter streams.
+func (c Config) streams() consumer.StreamsConfig {
+	return consumer.StreamsConfig{Names: c.names(), Replicas: c.Replicas, EventsMaxAge: c.EventsMaxAge,
+		EventsMaxBytes: c.EventsMaxBytes, DeadLetterMaxAge: c.DeadLetterAge, DedupWindow: c.DedupWindow}
 }
 
 // printEnvHelp lists every variable with its default and meaning.

@@ -38,6 +38,7 @@ func endpointCommand(ctx context.Context, cfg Config, args []string, sio stdio) 
 	cmds := map[string]func(*cli, context.Context, []string) error{
 		"add": (*cli).add, "list": (*cli).list, "show": (*cli).show, "ping": (*cli).ping,
 		"activate": (*cli).activate, "deactivate": (*cli).deactivate, "remove": (*cli).remove,
+		"skip": (*cli).skip,
 	}
 	f, ok := cmds[sub]
 	if !ok {
@@ -52,6 +53,7 @@ type cli struct {
 	cfg   Config
 	sio   stdio
 	store *statekv.Store
+	js    jetstream.JetStream
 	close func()
 }
 
@@ -72,6 +74,7 @@ func (c *cli) open(ctx context.Context) error {
 		return err
 	}
 	c.store = statekv.NewStore(kv)
+	c.js = js
 	c.close = nc.Close
 	return nil
 }
@@ -207,6 +210,14 @@ func (c *cli) list(ctx context.Context, args []string) error {
 				rows = append(rows, endpointJSON{ID: inv.ID, Status: "invalid", Note: inv.Err.Error(), Revision: inv.Revision})
 			}
 		}
+		ids := make([]string, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		bl := backlogs(ctx, c.js, c.cfg.names(), ids)
+		for i := range rows {
+			rows[i].Backlog = bl[rows[i].ID]
+		}
 		if *asJSON {
 			if rows == nil {
 				rows = []endpointJSON{}
@@ -214,9 +225,9 @@ func (c *cli) list(ctx context.Context, args []string) error {
 			return writeJSON(c.sio.out, rows)
 		}
 		tw := tabwriter.NewWriter(c.sio.out, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tFIRST ERROR\tLAST ERROR\tNOTE")
+		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKLOG\tFIRST ERROR\tLAST ERROR\tNOTE")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Status, dash(r.FirstError), dash(r.LastError), dash(oneLine(r.Note, 80)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Status, dash(r.Backlog), dash(r.FirstError), dash(r.LastError), dash(oneLine(r.Note, 80)))
 		}
 		return tw.Flush()
 	})
@@ -349,6 +360,7 @@ type endpointJSON struct {
 	Note        string   `json:"note"`
 	CreatedAt   *string  `json:"created_at"`
 	Revision    uint64   `json:"revision"`
+	Backlog     string   `json:"backlog,omitempty"`
 }
 
 func toJSON(r statekv.Record, rev uint64) endpointJSON {

@@ -55,6 +55,11 @@ Usage:
   dojo-webhooks endpoint activate <id>
   dojo-webhooks endpoint deactivate <id> [--note TEXT]
   dojo-webhooks endpoint remove <id>
+  dojo-webhooks endpoint skip <id>       drop the endpoint's backlog: deliveries restart from now
+  dojo-webhooks publish <event> [file|-] [--recipient USER] [--msg-id ID] [--instance URL]
+  dojo-webhooks replay <id> [--since TIME|DURATION]
+                                         send the endpoint its dead letters again, or every
+                                         event the stream holds since then
   dojo-webhooks version
   dojo-webhooks help
 
@@ -98,6 +103,10 @@ func run(ctx context.Context, args []string, environ map[string]string, in io.Re
 		return 0
 	case "endpoint":
 		return endpointCommand(ctx, cfg, args, sio)
+	case "publish":
+		return exitCode(sio, publishCommand(ctx, cfg, args, sio))
+	case "replay":
+		return exitCode(sio, replayCommand(ctx, cfg, args, sio))
 	default:
 		fmt.Fprintf(errw, "dojo-webhooks: unknown command %q; see `dojo-webhooks help`\n", cmd)
 		return 2

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -49,17 +51,44 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := consumer.EnsureStreams(ctx, js, cfg.streams()); err != nil {
+		return err
+	}
 	store := statekv.NewStore(kv)
 	watcher := statekv.NewWatcher(store, statekv.WatcherOptions{Policy: cfg.policy(), Logger: log})
+	client := delivery.New(delivery.Options{Timeout: cfg.Timeout, MaxConnsPerHost: max(cfg.MaxInFlight, delivery.DefaultMaxConnsPerHost)})
+	defer client.CloseIdle()
+	manager, err := consumer.New(ctx, consumer.Config{
+		Names: cfg.names(), Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Timeout: cfg.Timeout,
+		Instance: cfg.SiteURL, UserAgent: cfg.UserAgent, Policy: cfg.policy(), Logger: log,
+		ShutdownGrace: cfg.ShutdownGrace, Client: client, Store: store, Watcher: watcher, JetStream: js,
+	})
+	if err != nil {
+		return err
+	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	mctx, mcancel := context.WithCancel(parent)
+	defer mcancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- err
+		}
+	}()
+	// The manager stops first at shutdown (it drains in-flight deliveries, which
+	// may still write transitions), then the watcher.
+	managerDone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(managerDone)
+		if err := manager.Run(mctx); err != nil {
 			errc <- err
 		}
 	}()
@@ -78,7 +107,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				errc <- fmt.Errorf("HTTP server: %w", err)
 			}
 		}()
-		defer func() {
+		wg.Add(1)
+		go func() { // stops the HTTP server with the rest: after the deliveries drained
+			defer wg.Done()
+			<-ctx.Done()
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 			defer scancel()
 			_ = hs.Shutdown(sctx)
@@ -92,20 +124,24 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		log.Info().Str("bucket", cfg.Bucket).Int("endpoints", len(watcher.List())).Int("invalid", invalid).
 			Interface("by_status", byStatus).Dur("startup", time.Since(started)).Msg("dojo-webhooks ready")
 	case err := <-errc:
+		mcancel()
 		cancel()
 		wg.Wait()
 		return err
-	case <-ctx.Done():
+	case <-parent.Done():
 	}
 
 	var runErr error
 	select {
-	case <-ctx.Done():
-		log.Info().Msg("stopping")
+	case <-parent.Done():
+		log.Info().Msg("stopping: draining in-flight deliveries")
 	case runErr = <-errc:
 	}
+	mcancel()
+	<-managerDone
 	cancel()
 	wg.Wait()
+	log.Info().Msg("stopped")
 	return runErr
 }
 

@@ -1,0 +1,448 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// Defaults of the delivery pipeline, documented in the README.
+const (
+	DefaultMaxInFlight   = 1
+	DefaultShutdownGrace = 15 * time.Second
+	// ackWaitMargin is added to the HTTP timeout to make the consumer's AckWait,
+	// so that a request in flight is never handed to another replica.
+	ackWaitMargin = 30 * time.Second
+	// reconcileRetry is how long a failed consumer operation waits before it is tried again.
+	reconcileRetry = time.Second
+)
+
+// heldUntil is the pause of a consumer whose endpoint waits for a person
+// (inactive_permanent or an invalid record): far enough to mean "until resumed".
+var heldUntil = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Config configures a Manager; zero values take the documented defaults.
+type Config struct {
+	Names         Names
+	Replicas      int               // consumer replicas, default 1
+	MaxInFlight   int               // requests in flight per endpoint (and sidecar), default 1: in publish order
+	Timeout       time.Duration     // the HTTP timeout, used to size AckWait; default delivery.DefaultTimeout
+	Instance      string            // default X-DefectDojo-Instance
+	UserAgent     string            // default User-Agent
+	Policy        statekv.Policy    // the state machine's durations
+	Now           func() time.Time  // clock, default time.Now
+	Logger        zerolog.Logger    // delivery failures and transitions
+	ShutdownGrace time.Duration     // how long in-flight deliveries may finish at stop, default 15 s
+	Observer      Observer          // optional hooks (metrics)
+	Client        *delivery.Client  // the HTTP client (required)
+	Store         *statekv.Store    // endpoint records (required)
+	Watcher       *statekv.Watcher  // their in-memory view (required)
+	JetStream     jetstream.JetStream // (required)
+}
+
+// Observer receives one call per delivery attempt and per state transition
+// written by this sidecar. Implementations must not block.
+type Observer interface {
+	Delivered(endpoint, event string, res delivery.Result)
+	Transitioned(endpoint string, from, to statekv.Status)
+	DeadLettered(endpoint string)
+}
+
+func (c *Config) validate() error {
+	if c.Client == nil || c.Store == nil || c.Watcher == nil || c.JetStream == nil {
+		return errors.New("consumer: Client, Store, Watcher and JetStream are required")
+	}
+	if c.Names.Prefix == "" {
+		c.Names = NamesFor(DefaultPrefix)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxInFlight < 0 {
+		return fmt.Errorf("consumer: MaxInFlight %d: must be positive", c.MaxInFlight)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = delivery.DefaultTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	return c.Policy.Validate()
+}
+
+// Manager keeps one durable consumer per endpoint in line with the KV view, and
+// runs the deliveries of the endpoints that may be sent to.
+type Manager struct {
+	cfg    Config
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	log    zerolog.Logger
+
+	kick chan string // endpoints to reconcile again (a consume that ended, a failed operation)
+
+	// endpoints is touched only by Run's goroutine.
+	endpoints map[string]*endpointState
+
+	// deliverCtx outlives Run's ctx by the shutdown grace, so that in-flight requests can finish.
+	deliverCtx    context.Context
+	cancelDeliver context.CancelFunc
+	stopping      chan struct{}
+	runners       sync.WaitGroup
+}
+
+// endpointState is what the manager last applied to the server for one endpoint.
+type endpointState struct {
+	def        consumerDef
+	defined    bool
+	pauseUntil time.Time // zero = running
+	runner     *runner
+}
+
+// consumerDef is the part of a consumer's configuration that follows the record.
+type consumerDef struct {
+	filters []string
+	start   time.Time // zero = deliver new
+}
+
+func (d consumerDef) equal(o consumerDef) bool {
+	return slices.Equal(d.filters, o.filters) && d.start.Equal(o.start)
+}
+
+// New checks cfg and returns a manager; Run starts it. The streams must exist (EnsureStreams).
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	stream, err := cfg.JetStream.Stream(ctx, cfg.Names.Events)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: events stream %s: %w", cfg.Names.Events, err)
+	}
+	dctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		cfg: cfg, js: cfg.JetStream, stream: stream, log: cfg.Logger,
+		kick:       make(chan string, 1024),
+		endpoints:  make(map[string]*endpointState),
+		deliverCtx: dctx, cancelDeliver: cancel,
+		stopping: make(chan struct{}),
+	}, nil
+}
+
+// Run reconciles consumers with the watcher's view until ctx is done, then stops
+// fetching, lets in-flight deliveries finish within the shutdown grace (the rest
+// are NAKed for another replica or the next start) and returns.
+func (m *Manager) Run(ctx context.Context) error {
+	sub := m.cfg.Watcher.Subscribe()
+	defer sub.Close()
+	defer m.shutdown()
+	ids := make(chan []string)
+	go func() {
+		for {
+			batch, err := sub.Next(ctx)
+			if err != nil {
+				close(ids)
+				return
+			}
+			select {
+			case ids <- batch:
+			case <-ctx.Done():
+				close(ids)
+				return
+			}
+		}
+	}()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	pending := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case batch, ok := <-ids:
+			if !ok {
+				return nil
+			}
+			for _, id := range batch {
+				if !m.reconcile(ctx, id) {
+					pending[id] = true
+				}
+			}
+		case id := <-m.kick:
+			if !m.reconcile(ctx, id) {
+				pending[id] = true
+			}
+		case <-retry.C:
+		}
+		if len(pending) > 0 {
+			for id := range pending {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if m.reconcile(ctx, id) {
+					delete(pending, id)
+				}
+			}
+			if len(pending) > 0 {
+				retry.Reset(reconcileRetry)
+			}
+		}
+	}
+}
+
+// shutdown stops every runner and waits for in-flight deliveries, at most the grace period.
+func (m *Manager) shutdown() {
+	close(m.stopping)
+	for _, st := range m.endpoints {
+		if st.runner != nil {
+			st.runner.stop()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		m.runners.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(m.cfg.ShutdownGrace):
+		m.log.Warn().Dur("grace", m.cfg.ShutdownGrace).Msg("deliveries still in flight at the end of the shutdown grace; cancelling them (they are redelivered)")
+		m.cancelDeliver()
+		<-done
+	}
+	m.cancelDeliver()
+}
+
+// reconcile brings one endpoint's consumer and runner in line with its view.
+// It returns false when a server operation failed and should be retried.
+func (m *Manager) reconcile(ctx context.Context, id string) bool {
+	view, ok := m.cfg.Watcher.Get(id)
+	st := m.endpoints[id]
+	if !ok {
+		if st != nil && st.runner != nil {
+			st.runner.stop()
+		}
+		delete(m.endpoints, id)
+		err := m.stream.DeleteConsumer(ctx, ConsumerName(id))
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			m.log.Warn().Str("endpoint", id).Err(err).Msg("removing the consumer of a removed endpoint failed; retrying")
+			return false
+		}
+		if err == nil {
+			m.log.Info().Str("endpoint", id).Msg("endpoint removed; its consumer deleted")
+		}
+		return true
+	}
+	if st == nil {
+		st = &endpointState{}
+		m.endpoints[id] = st
+	}
+	if !view.Valid() {
+		// Held: keep what was delivered and what is waiting; send nothing until the record is fixed.
+		if st.runner != nil {
+			st.runner.stop()
+			st.runner = nil
+		}
+		if st.defined && !st.pauseUntil.Equal(heldUntil) {
+			if err := m.pause(ctx, id, heldUntil); err != nil {
+				return false
+			}
+			st.pauseUntil = heldUntil
+		}
+		return true
+	}
+	rec := view.Record
+	want := m.definition(rec)
+	pauseUntil := m.pauseFor(rec)
+	if !st.defined || !st.def.equal(want) {
+		if err := m.define(ctx, id, st, want, pauseUntil); err != nil {
+			m.log.Warn().Str("endpoint", id).Err(err).Msg("creating or updating the endpoint's consumer failed; retrying")
+			return false
+		}
+	}
+	if !st.pauseUntil.Equal(pauseUntil) {
+		var err error
+		if pauseUntil.IsZero() {
+			_, err = m.js.ResumeConsumer(ctx, m.cfg.Names.Events, ConsumerName(id))
+		} else {
+			err = m.pause(ctx, id, pauseUntil)
+		}
+		if err != nil {
+			m.log.Warn().Str("endpoint", id).Err(err).Msg("pausing or resuming the endpoint's consumer failed; retrying")
+			return false
+		}
+		st.pauseUntil = pauseUntil
+	}
+	deliverable := rec.Status.Deliverable()
+	if deliverable && (st.runner == nil || st.runner.ended()) {
+		r, err := m.startRunner(id)
+		if err != nil {
+			m.log.Warn().Str("endpoint", id).Err(err).Msg("starting deliveries failed; retrying")
+			return false
+		}
+		st.runner = r
+	} else if !deliverable && st.runner != nil {
+		st.runner.stop()
+		st.runner = nil
+	}
+	return true
+}
+
+func (m *Manager) pause(ctx context.Context, id string, until time.Time) error {
+	if _, err := m.js.PauseConsumer(ctx, m.cfg.Names.Events, ConsumerName(id), until); err != nil {
+		m.log.Warn().Str("endpoint", id).Err(err).Msg("pausing the endpoint's consumer failed")
+		return fmt.Errorf("pause consumer %s: %w", ConsumerName(id), err)
+	}
+	return nil
+}
+
+// pauseFor is how long the endpoint's consumer stays paused: not at all while it
+// may be sent to, until the reactivation for inactive_tmp, until resumed otherwise.
+func (m *Manager) pauseFor(rec statekv.Record) time.Time {
+	switch rec.Status {
+	case statekv.StatusActive, statekv.StatusActiveTmp:
+		return time.Time{}
+	case statekv.StatusInactiveTmp:
+		due, _, _ := statekv.NextTimer(rec, m.cfg.Policy)
+		return due.UTC()
+	}
+	return heldUntil
+}
+
+// definition derives the consumer's filter subjects and start from the record.
+func (m *Manager) definition(rec statekv.Record) consumerDef {
+	n := m.cfg.Names
+	var filters []string
+	if len(rec.Events) == 0 {
+		filters = []string{n.Prefix + ".events.>"}
+	} else {
+		seen := map[string]bool{}
+		for _, e := range rec.Events {
+			if !seen[e] {
+				seen[e] = true
+				filters = append(filters, n.EventSubject(e))
+			}
+		}
+	}
+	filters = append(filters, n.Prefix+".replay."+rec.ID+".>")
+	slices.Sort(filters)
+	start := rec.CreatedAt
+	if !rec.DeliverFrom.IsZero() {
+		start = rec.DeliverFrom
+	}
+	return consumerDef{filters: filters, start: start.UTC()}
+}
+
+// ackWait exceeds the HTTP timeout so a request in flight is never redelivered elsewhere.
+func (m *Manager) ackWait() time.Duration { return m.cfg.Timeout + ackWaitMargin }
+
+func (m *Manager) consumerConfig(id string, def consumerDef, pauseUntil time.Time) jetstream.ConsumerConfig {
+	cc := jetstream.ConsumerConfig{
+		Durable:        ConsumerName(id),
+		Description:    "dojo-webhooks endpoint " + id,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        m.ackWait(),
+		MaxDeliver:     -1,
+		FilterSubjects: def.filters,
+		MaxAckPending:  m.cfg.MaxInFlight,
+		Replicas:       m.cfg.Replicas,
+	}
+	if !def.start.IsZero() {
+		start := def.start
+		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	if !pauseUntil.IsZero() {
+		p := pauseUntil
+		cc.PauseUntil = &p
+	}
+	return cc
+}
+
+// define creates the endpoint's consumer, or updates its filter, or recreates it
+// when its start moved (a skip): the start of a consumer cannot be updated.
+func (m *Manager) define(ctx context.Context, id string, st *endpointState, want consumerDef, pauseUntil time.Time) error {
+	name := ConsumerName(id)
+	cfg := m.consumerConfig(id, want, pauseUntil)
+	c, err := m.stream.Consumer(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if _, err := m.stream.CreateConsumer(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+			return fmt.Errorf("create consumer %s: %w", name, err)
+		}
+		m.log.Info().Str("endpoint", id).Str("consumer", name).Strs("filter", want.filters).Msg("endpoint consumer created")
+	case err != nil:
+		return fmt.Errorf("consumer %s: %w", name, err)
+	default:
+		info := c.CachedInfo()
+		have := consumerDef{filters: slices.Sorted(slices.Values(filtersOf(info.Config))), start: startOf(info.Config)}
+		if !have.start.Equal(want.start) {
+			if st.runner != nil {
+				st.runner.stop()
+				st.runner = nil
+			}
+			if err := m.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("recreate consumer %s: %w", name, err)
+			}
+			if _, err := m.stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+				return fmt.Errorf("recreate consumer %s: %w", name, err)
+			}
+			m.log.Info().Str("endpoint", id).Str("consumer", name).Time("start", want.start).Msg("endpoint consumer restarted from a new start")
+		} else {
+			if !have.equal(want) || info.Config.MaxAckPending != cfg.MaxAckPending || info.Config.AckWait != cfg.AckWait {
+				cfg.PauseUntil = nil // pause is set apart below
+				if _, err := m.stream.UpdateConsumer(ctx, cfg); err != nil {
+					return fmt.Errorf("update consumer %s: %w", name, err)
+				}
+				m.log.Info().Str("endpoint", id).Str("consumer", name).Strs("filter", want.filters).Msg("endpoint consumer updated")
+			}
+			// The server's pause is what it is now; the caller pauses or resumes as needed.
+			pauseUntil = time.Time{}
+			if info.Paused && info.Config.PauseUntil != nil {
+				pauseUntil = info.Config.PauseUntil.UTC()
+			}
+		}
+	}
+	st.def, st.defined, st.pauseUntil = want, true, pauseUntil
+	return nil
+}
+
+func filtersOf(c jetstream.ConsumerConfig) []string {
+	if len(c.FilterSubjects) > 0 {
+		return c.FilterSubjects
+	}
+	if c.FilterSubject != "" {
+		return []string{c.FilterSubject}
+	}
+	return nil
+}
+
+func startOf(c jetstream.ConsumerConfig) time.Time {
+	if c.DeliverPolicy == jetstream.DeliverByStartTimePolicy && c.OptStartTime != nil {
+		return c.OptStartTime.UTC()
+	}
+	return time.Time{}
+}
+
+// Backlog is how many events wait for one endpoint: not yet delivered plus in flight.
+func Backlog(ctx context.Context, js jetstream.JetStream, names Names, endpoint string) (uint64, error) {
+	c, err := js.Consumer(ctx, names.Events, ConsumerName(endpoint))
+	if err != nil {
+		return 0, fmt.Errorf("consumer of endpoint %s: %w", endpoint, err)
+	}
+	info := c.CachedInfo()
+	return info.NumPending + uint64(info.NumAckPending), nil
+}

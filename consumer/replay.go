@@ -1,0 +1,153 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// readWait bounds the wait for the next stored message while reading a stream to its end.
+const readWait = 5 * time.Second
+
+// ReplayDeadLetters sends an endpoint its dead letters again, in the order they
+// failed: each is published to the endpoint's replay subject (only its consumer
+// listens there) with its original webhook-id, then removed from the dead-letter
+// stream. It returns how many were replayed.
+func ReplayDeadLetters(ctx context.Context, js jetstream.JetStream, names Names, endpoint string) (int, error) {
+	var last uint64
+	n, err := readAll(ctx, js, names.DeadLetter, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.DeadLetterSubject(endpoint)},
+	}, func(msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		event := msg.Headers().Get(HeaderDLEvent)
+		if event == "" {
+			return fmt.Errorf("dead letter %d has no %s header", md.Sequence.Stream, HeaderDLEvent)
+		}
+		h := nats.Header{}
+		for k, v := range msg.Headers() {
+			if !isDeadLetterHeader(k) {
+				h[k] = v
+			}
+		}
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.ReplaySubject(endpoint, event), Header: h, Data: msg.Data()}); err != nil {
+			return fmt.Errorf("replay dead letter %d: %w", md.Sequence.Stream, err)
+		}
+		last = md.Sequence.Stream
+		return nil
+	})
+	if last > 0 {
+		stream, serr := js.Stream(ctx, names.DeadLetter)
+		if serr == nil {
+			serr = stream.Purge(ctx, jetstream.WithPurgeSubject(names.DeadLetterSubject(endpoint)), jetstream.WithPurgeSequence(last+1))
+		}
+		if serr != nil && err == nil {
+			err = fmt.Errorf("replayed %d dead letters but could not remove them (a second replay would send them again): %w", n, serr)
+		}
+	}
+	return n, err
+}
+
+func isDeadLetterHeader(k string) bool {
+	switch k {
+	case HeaderDLEndpoint, HeaderDLEvent, HeaderDLReason, HeaderDLStatus, HeaderDLError, HeaderDLTime,
+		HeaderDLAttempts, HeaderDLStream, HeaderDLStreamSeq, nats.MsgIdHdr:
+		return true
+	}
+	return false
+}
+
+// ReplaySince sends an endpoint every event the events stream still holds from
+// since on that the endpoint's filter and owner select, with their original
+// webhook-ids, through its replay subject. It returns how many were replayed.
+func ReplaySince(ctx context.Context, js jetstream.JetStream, names Names, rec statekv.Record, since time.Time) (int, error) {
+	var filters []string
+	if len(rec.Events) == 0 {
+		filters = []string{names.Prefix + ".events.>"}
+	} else {
+		for _, e := range rec.Events {
+			filters = append(filters, names.EventSubject(e))
+		}
+	}
+	replayed := 0
+	_, err := readAll(ctx, js, names.Events, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &since,
+	}, func(msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		event, _, ok := names.EventName(msg.Subject())
+		if !ok || !rec.Matches(event, msg.Headers().Get(HeaderRecipient)) {
+			return nil
+		}
+		h := nats.Header{}
+		for k, v := range msg.Headers() {
+			if k != nats.MsgIdHdr {
+				h[k] = v
+			}
+		}
+		h.Set(HeaderWebhookID, WebhookID(names.Events, msg.Headers(), md.Sequence.Stream))
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.ReplaySubject(rec.ID, event), Header: h, Data: msg.Data()}); err != nil {
+			return fmt.Errorf("replay event %d: %w", md.Sequence.Stream, err)
+		}
+		replayed++
+		return nil
+	})
+	return replayed, err
+}
+
+// readAll reads a stream through an ordered consumer up to the last message
+// stored when it started, calling f on each; it returns how many it read.
+func readAll(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig,
+	f func(jetstream.Msg, *jetstream.MsgMetadata) error) (int, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	end := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	c, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	if ci.NumPending == 0 {
+		return 0, nil
+	}
+	n := 0
+	for {
+		msg, err := c.Next(jetstream.FetchMaxWait(readWait))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			return n, nil // nothing more stored
+		}
+		if err != nil {
+			return n, fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return n, fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		if md.Sequence.Stream > end {
+			return n, nil
+		}
+		if err := f(msg, md); err != nil {
+			return n, err
+		}
+		n++
+		if md.NumPending == 0 || md.Sequence.Stream == end {
+			return n, nil
+		}
+	}
+}
