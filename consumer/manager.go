@@ -33,19 +33,19 @@ var heldUntil = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
 // Config configures a Manager; zero values take the documented defaults.
 type Config struct {
 	Names         Names
-	Replicas      int               // consumer replicas, default 1
-	MaxInFlight   int               // requests in flight per endpoint (and sidecar), default 1: in publish order
-	Timeout       time.Duration     // the HTTP timeout, used to size AckWait; default delivery.DefaultTimeout
-	Instance      string            // default X-DefectDojo-Instance
-	UserAgent     string            // default User-Agent
-	Policy        statekv.Policy    // the state machine's durations
-	Now           func() time.Time  // clock, default time.Now
-	Logger        zerolog.Logger    // delivery failures and transitions
-	ShutdownGrace time.Duration     // how long in-flight deliveries may finish at stop, default 15 s
-	Observer      Observer          // optional hooks (metrics)
-	Client        *delivery.Client  // the HTTP client (required)
-	Store         *statekv.Store    // endpoint records (required)
-	Watcher       *statekv.Watcher  // their in-memory view (required)
+	Replicas      int                 // consumer replicas, default 1
+	MaxInFlight   int                 // requests in flight per endpoint (and sidecar), default 1: in publish order
+	Timeout       time.Duration       // the HTTP timeout, used to size AckWait; default delivery.DefaultTimeout
+	Instance      string              // default X-DefectDojo-Instance
+	UserAgent     string              // default User-Agent
+	Policy        statekv.Policy      // the state machine's durations
+	Now           func() time.Time    // clock, default time.Now
+	Logger        zerolog.Logger      // delivery failures and transitions
+	ShutdownGrace time.Duration       // how long in-flight deliveries may finish at stop, default 15 s
+	Observer      Observer            // optional hooks (metrics)
+	Client        *delivery.Client    // the HTTP client (required)
+	Store         *statekv.Store      // endpoint records (required)
+	Watcher       *statekv.Watcher    // their in-memory view (required)
 	JetStream     jetstream.JetStream // (required)
 }
 

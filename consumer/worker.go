@@ -153,8 +153,8 @@ func (r *runner) handle(msg jetstream.Msg) {
 	id := WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
 	req := delivery.Request{
 		URL: rec.URL, Event: event, Body: msg.Data(), ID: id,
-		Instance:  firstNonEmpty(hdr.Get(HeaderInstance), m.cfg.Instance),
-		UserAgent: firstNonEmpty(hdr.Get(HeaderUserAgent), m.cfg.UserAgent),
+		Instance:   firstNonEmpty(hdr.Get(HeaderInstance), m.cfg.Instance),
+		UserAgent:  firstNonEmpty(hdr.Get(HeaderUserAgent), m.cfg.UserAgent),
 		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
 	}
 	stopProgress := keepInProgress(msg, m.ackWait()/3)
