@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}()
 
 	h := &health{nc: nc, watcher: watcher}
-	if cfg.HTTPAddr != "" {
+	if cfg.HTTPAddr != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("DOJO_WEBHOOKS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
