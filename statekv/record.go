@@ -245,13 +245,13 @@ func ValidateURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q does not parse: %w", raw, err)
+		return errors.New("does not parse as a URL") // the text may hold credentials: not echoed
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme must be http or https", raw)
+		return fmt.Errorf("%q: scheme must be http or https", u.Redacted())
 	}
 	if u.Host == "" {
-		return fmt.Errorf("%q: no host", raw)
+		return fmt.Errorf("%q: no host", u.Redacted())
 	}
 	return nil
 }
@@ -260,6 +260,10 @@ func ValidateURL(raw string) error {
 func (r Record) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
+	// '<', '>' and '&' as they are: json.Marshal's \u003c escapes would let a
+	// rewrite grow a record past MaxRecordBytes, and ParseRecord then refuse it.
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
 	field := func(name string, v any) error {
 		if b.Len() > 1 {
 			b.WriteByte(',')
@@ -267,11 +271,10 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		k, _ := json.Marshal(name)
 		b.Write(k)
 		b.WriteByte(':')
-		enc, err := json.Marshal(v)
-		if err != nil {
+		if err := enc.Encode(v); err != nil {
 			return fmt.Errorf("field %s: %w", name, err)
 		}
-		b.Write(enc)
+		b.Truncate(b.Len() - 1) // the newline Encode ends with
 		return nil
 	}
 	values := []any{nullString(r.Name), nullString(r.URL), nullString(r.HeaderName), nullString(r.HeaderValue),

@@ -2,7 +2,6 @@ package statekv
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -145,7 +144,7 @@ func (s *Store) Create(ctx context.Context, rec Record) (Entry, error) {
 	if err := rec.Validate(); err != nil {
 		return Entry{}, err
 	}
-	data, err := json.Marshal(rec)
+	data, err := rec.MarshalJSON() // not json.Marshal: it would HTML-escape the value again
 	if err != nil {
 		return Entry{}, fmt.Errorf("encode endpoint %s: %w", rec.ID, err)
 	}
@@ -178,7 +177,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(Record) (Reco
 		if err := next.Validate(); err != nil {
 			return cur, false, err
 		}
-		data, err := json.Marshal(next)
+		data, err := next.MarshalJSON()
 		if err != nil {
 			return cur, false, fmt.Errorf("encode endpoint %s: %w", id, err)
 		}

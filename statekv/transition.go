@@ -150,12 +150,18 @@ func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
 // ok is false when no timer applies (active or inactive_permanent). A due time in
 // the past means the transition is overdue and should be applied at once.
 func NextTimer(r Record, p Policy) (due time.Time, in Input, ok bool) {
+	// Transition compares times at the stored (millisecond) precision, so the due
+	// times are rounded the same way: a timer never fires before its transition applies.
 	switch r.Status {
 	case StatusInactiveTmp:
-		return r.LastError.Add(p.ReactivateAfter), ReactivateTimer, true
+		due := r.LastError.Add(p.ReactivateAfter)
+		if t := due.Truncate(timestampPrecison); !t.Equal(due) {
+			due = t.Add(timestampPrecison)
+		}
+		return due, ReactivateTimer, true
 	case StatusActiveTmp:
 		// Strictly more than recover-after: one tick of the stored precision later.
-		return r.LastError.Add(p.RecoverAfter + timestampPrecison), RecoverTimer, true
+		return r.LastError.Add(p.RecoverAfter).Truncate(timestampPrecison).Add(timestampPrecison), RecoverTimer, true
 	}
 	return time.Time{}, 0, false
 }
