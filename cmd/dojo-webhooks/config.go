@@ -52,6 +52,9 @@ type Config struct {
 	DeadLetterAge   time.Duration `env:"DOJO_WEBHOOKS_DEADLETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept"`
 	DedupWindow     time.Duration `env:"DOJO_WEBHOOKS_DEDUP_WINDOW" envDefault:"2m" help:"window in which a repeated Nats-Msg-Id is dropped"`
 	ShutdownGrace   time.Duration `env:"DOJO_WEBHOOKS_SHUTDOWN_GRACE" envDefault:"15s" help:"at SIGTERM, how long in-flight deliveries may finish before they are cancelled and redelivered later"`
+	IngestToken     string        `env:"DOJO_WEBHOOKS_INGEST_TOKEN" help:"shared secret /ingest requires in DOJO_WEBHOOKS_INGEST_HEADER (DefectDojo's webhook header); empty = none"`
+	IngestHeader    string        `env:"DOJO_WEBHOOKS_INGEST_HEADER" envDefault:"Authorization" help:"header carrying the ingest token (its value may be the token or Bearer <token>)"`
+	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
 	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
 }
@@ -125,6 +128,12 @@ func (c Config) validate() error {
 	if c.DedupWindow > c.EventsMaxAge {
 		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
 	}
+	if c.IngestMaxBytes < 1 {
+		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
+	}
+	if c.IngestToken != "" && !validHeaderName(c.IngestHeader) {
+		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
+	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded server (NATS_URL is empty)")
 	}
@@ -179,4 +188,8 @@ func printEnvHelp(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Tag.Get("env"), def, f.Tag.Get("help"))
 	}
 	tw.Flush()
+}
+
+func validHeaderName(s string) bool {
+	return regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$").MatchString(s)
 }

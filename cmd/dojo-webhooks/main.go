@@ -60,6 +60,7 @@ Usage:
   dojo-webhooks replay <id> [--since TIME|DURATION]
                                          send the endpoint its dead letters again, or every
                                          event the stream holds since then
+  dojo-webhooks status [--json]          NATS, streams and every endpoint's state, backlog, pause, dead letters
   dojo-webhooks version
   dojo-webhooks help
 
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, environ map[string]string, in io.Re
 		return exitCode(sio, publishCommand(ctx, cfg, args, sio))
 	case "replay":
 		return exitCode(sio, replayCommand(ctx, cfg, args, sio))
+	case "status":
+		return exitCode(sio, statusCommand(ctx, cfg, args, sio))
 	default:
 		fmt.Fprintf(errw, "dojo-webhooks: unknown command %q; see `dojo-webhooks help`\n", cmd)
 		return 2

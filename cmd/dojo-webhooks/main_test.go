@@ -53,7 +53,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // cmdResult is what one CLI invocation printed.
 type cmdResult struct {
-	code          int
+	code           int
 	stdout, stderr string
 }
 

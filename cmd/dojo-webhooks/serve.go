@@ -16,11 +16,16 @@ import (
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/ingest"
+	"github.com/dojo-webhooks/dojo-webhooks/metrics"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 // shutdownGrace bounds how long the HTTP server and the NATS drain may take at stop.
 const shutdownGrace = 10 * time.Second
+
+// readyTimeout bounds the JetStream look-ups of one /readyz.
+const readyTimeout = 2 * time.Second
 
 // serve runs the sidecar until ctx is done.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
@@ -58,10 +63,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	watcher := statekv.NewWatcher(store, statekv.WatcherOptions{Policy: cfg.policy(), Logger: log})
 	client := delivery.New(delivery.Options{Timeout: cfg.Timeout, MaxConnsPerHost: max(cfg.MaxInFlight, delivery.DefaultMaxConnsPerHost)})
 	defer client.CloseIdle()
+	metric := metrics.New(watcher, js, cfg.names(), log)
 	manager, err := consumer.New(ctx, consumer.Config{
 		Names: cfg.names(), Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Timeout: cfg.Timeout,
 		Instance: cfg.SiteURL, UserAgent: cfg.UserAgent, Policy: cfg.policy(), Logger: log,
 		ShutdownGrace: cfg.ShutdownGrace, Client: client, Store: store, Watcher: watcher, JetStream: js,
+		Observer: metric,
 	})
 	if err != nil {
 		return err
@@ -93,13 +100,20 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 	}()
 
-	h := &health{nc: nc, watcher: watcher}
+	h := &health{nc: nc, js: js, watcher: watcher, bucket: cfg.Bucket, names: cfg.names()}
+	bridge := ingest.New(js, ingest.Options{
+		Names: cfg.names(), MaxBodyBytes: cfg.IngestMaxBytes, Token: cfg.IngestToken, TokenHeader: cfg.IngestHeader,
+		Connected: nc.IsConnected, Received: metric.Received,
+	})
 	if cfg.HTTPAddr != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("DOJO_WEBHOOKS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}
-		hs := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
+		mux := h.mux()
+		mux.Handle("/ingest", bridge)
+		mux.Handle("GET /metrics", metric.Handler())
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -160,11 +174,14 @@ func drain(nc *nats.Conn, log zerolog.Logger) {
 	}
 }
 
-// health answers /healthz (the process is alive) and /readyz (NATS connected and
-// the endpoint records loaded).
+// health answers /healthz (the process is alive) and /readyz (NATS connected,
+// streams and bucket present, the endpoint records loaded).
 type health struct {
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	watcher *statekv.Watcher
+	bucket  string
+	names   consumer.Names
 }
 
 func (h *health) mux() *http.ServeMux {
@@ -188,8 +205,18 @@ func (h *health) ready() error {
 	}
 	select {
 	case <-h.watcher.Synced():
-		return nil
 	default:
 		return errors.New("endpoint records not loaded yet")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for _, name := range []string{h.names.Events, h.names.DeadLetter} {
+		if _, err := h.js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	if _, err := h.js.KeyValue(ctx, h.bucket); err != nil {
+		return fmt.Errorf("bucket %s: %w", h.bucket, err)
+	}
+	return nil
 }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// statusReport is what `status --json` prints.
+type statusReport struct {
+	NATS struct {
+		URL      string `json:"url"`
+		Embedded bool   `json:"embedded"`
+		Server   string `json:"server"`
+		Version  string `json:"version"`
+	} `json:"nats"`
+	JetStream struct {
+		Streams   int    `json:"streams"`
+		Consumers int    `json:"consumers"`
+		Storage   uint64 `json:"storage_bytes"`
+	} `json:"jetstream"`
+	Streams   []consumer.StreamState `json:"streams"`
+	Endpoints []endpointStatus       `json:"endpoints"`
+}
+
+// endpointStatus is one endpoint's line of the status screen.
+type endpointStatus struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name,omitempty"`
+	Status      string     `json:"status"`
+	Backlog     *uint64    `json:"backlog"`
+	InFlight    int        `json:"in_flight"`
+	PausedUntil *time.Time `json:"paused_until"`
+	DeadLetters uint64     `json:"dead_letters"`
+	LastError   *time.Time `json:"last_error"`
+	Note        string     `json:"note"`
+}
+
+// statusCommand prints one screen for an operator: NATS, streams, endpoints.
+func statusCommand(ctx context.Context, cfg Config, args []string, sio stdio) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(sio.err)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Errorf("status: unexpected argument %q", pos[0])}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cliTimeout)
+	defer cancel()
+	nc, err := cfg.connectCLI()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	var rep statusReport
+	rep.NATS.URL = nc.ConnectedUrlRedacted()
+	rep.NATS.Embedded = cfg.NATSURL == ""
+	rep.NATS.Server = nc.ConnectedServerName()
+	rep.NATS.Version = nc.ConnectedServerVersion()
+	ai, err := js.AccountInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("JetStream account: %w", err)
+	}
+	rep.JetStream.Streams, rep.JetStream.Consumers, rep.JetStream.Storage = ai.Streams, ai.Consumers, ai.Store
+	snap, err := consumer.ReadSnapshot(ctx, js, cfg.names())
+	if err != nil {
+		return fmt.Errorf("%w (has `dojo-webhooks serve` run against this server?)", err)
+	}
+	rep.Streams = snap.Streams
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	entries, invalid, err := statekv.NewStore(kv).List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		r := e.Record
+		es := endpointStatus{ID: r.ID, Name: r.Name, Status: string(r.Status), Note: r.Note}
+		if !r.LastError.IsZero() {
+			t := r.LastError
+			es.LastError = &t
+		}
+		rep.Endpoints = append(rep.Endpoints, fill(es, snap.Endpoints[r.ID]))
+	}
+	for _, inv := range invalid {
+		rep.Endpoints = append(rep.Endpoints, fill(endpointStatus{ID: inv.ID, Status: "invalid", Note: inv.Err.Error()}, snap.Endpoints[inv.ID]))
+	}
+	sort.Slice(rep.Endpoints, func(i, j int) bool { return rep.Endpoints[i].ID < rep.Endpoints[j].ID })
+	if *asJSON {
+		if rep.Endpoints == nil {
+			rep.Endpoints = []endpointStatus{}
+		}
+		return writeJSON(sio.out, rep)
+	}
+	kind := "NATS_URL"
+	if rep.NATS.Embedded {
+		kind = "embedded"
+	}
+	fmt.Fprintf(sio.out, "NATS       %s (%s), server %s %s\n", rep.NATS.URL, kind, rep.NATS.Server, rep.NATS.Version)
+	fmt.Fprintf(sio.out, "JetStream  %d streams, %d consumers, %s stored\n\n", ai.Streams, ai.Consumers, bytesText(ai.Store))
+	tw := tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tCONSUMERS")
+	for _, s := range rep.Streams {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", s.Name, s.Messages, bytesText(s.Bytes), s.Consumers)
+	}
+	tw.Flush()
+	fmt.Fprintln(sio.out)
+	tw = tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDPOINT\tSTATUS\tBACKLOG\tPAUSED UNTIL\tDEAD LETTERS\tLAST ERROR\tNOTE")
+	for _, e := range rep.Endpoints {
+		backlog, paused, lastErr := "-", "-", "-"
+		if e.Backlog != nil {
+			backlog = fmt.Sprint(*e.Backlog)
+		}
+		if e.PausedUntil != nil {
+			paused = e.PausedUntil.Format(time.RFC3339)
+			if e.PausedUntil.Year() >= 2999 {
+				paused = "resumed by hand"
+			}
+		}
+		if e.LastError != nil {
+			lastErr = e.LastError.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Status, backlog, paused, e.DeadLetters, lastErr, dash(oneLine(e.Note, 60)))
+	}
+	return tw.Flush()
+}
+
+func fill(es endpointStatus, st consumer.EndpointState) endpointStatus {
+	if st.HasConsumer {
+		b := st.Backlog
+		es.Backlog, es.InFlight = &b, st.InFlight
+		if st.Paused {
+			t := st.PausedUntil
+			es.PausedUntil = &t
+		}
+	}
+	es.DeadLetters = st.DeadLetters
+	return es
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

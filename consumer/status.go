@@ -1,0 +1,78 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EndpointState is what the server knows of one endpoint's consumer and dead letters.
+type EndpointState struct {
+	Backlog     uint64    // events not yet delivered, plus in flight
+	InFlight    int       // delivered, not yet acknowledged
+	Paused      bool      // paused on the server
+	PausedUntil time.Time // when the pause ends by itself (zero when not paused)
+	DeadLetters uint64    // dead letters held for the endpoint
+	HasConsumer bool      // false until the sidecar created its consumer
+}
+
+// StreamState is the size of one stream.
+type StreamState struct {
+	Name      string
+	Messages  uint64
+	Bytes     uint64
+	Consumers int
+}
+
+// Snapshot is the server-side state of the pipeline, read in a few API calls.
+type Snapshot struct {
+	Streams   []StreamState
+	Endpoints map[string]EndpointState
+}
+
+// ReadSnapshot lists the streams, every endpoint consumer and the dead letters
+// per endpoint (one paged consumer listing and one subject count, whatever the
+// number of endpoints).
+func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names Names) (Snapshot, error) {
+	snap := Snapshot{Endpoints: map[string]EndpointState{}}
+	events, err := js.Stream(ctx, names.Events)
+	if err != nil {
+		return snap, fmt.Errorf("stream %s: %w", names.Events, err)
+	}
+	info := events.CachedInfo()
+	snap.Streams = append(snap.Streams, StreamState{Name: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes, Consumers: info.State.Consumers})
+	lister := events.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		id, ok := strings.CutPrefix(ci.Name, "endpoint_")
+		if !ok {
+			continue
+		}
+		st := EndpointState{HasConsumer: true, Backlog: ci.NumPending + uint64(ci.NumAckPending), InFlight: ci.NumAckPending, Paused: ci.Paused}
+		if ci.Paused && ci.Config.PauseUntil != nil {
+			st.PausedUntil = ci.Config.PauseUntil.UTC()
+		}
+		snap.Endpoints[id] = st
+	}
+	if err := lister.Err(); err != nil {
+		return snap, fmt.Errorf("list consumers of %s: %w", names.Events, err)
+	}
+	dl, err := js.Stream(ctx, names.DeadLetter)
+	if err != nil {
+		return snap, fmt.Errorf("stream %s: %w", names.DeadLetter, err)
+	}
+	dinfo, err := dl.Info(ctx, jetstream.WithSubjectFilter(names.Prefix+".deadletter.>"))
+	if err != nil {
+		return snap, fmt.Errorf("stream %s: %w", names.DeadLetter, err)
+	}
+	snap.Streams = append(snap.Streams, StreamState{Name: dinfo.Config.Name, Messages: dinfo.State.Msgs, Bytes: dinfo.State.Bytes, Consumers: dinfo.State.Consumers})
+	for subj, n := range dinfo.State.Subjects {
+		id := strings.TrimPrefix(subj, names.Prefix+".deadletter.")
+		st := snap.Endpoints[id]
+		st.DeadLetters = n
+		snap.Endpoints[id] = st
+	}
+	return snap, nil
+}

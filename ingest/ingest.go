@@ -1,0 +1,179 @@
+// Package ingest is the HTTP bridge for an unmodified DefectDojo: its own webhook
+// feature posts to /ingest, and the request is published to the events stream.
+// The answer is 202 only after JetStream has stored the event, so DefectDojo's
+// own retries cover every failure before that.
+package ingest
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// Defaults of the bridge, documented in the README.
+const (
+	DefaultMaxBodyBytes   = 1 << 20 // NATS's default max payload
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultTokenHeader    = "Authorization"
+	// PingEvent is DefectDojo's test notification: answered, never published.
+	PingEvent = "ping"
+	// unavailableRetry is the Retry-After of a 503.
+	unavailableRetry = "5"
+)
+
+// Publisher is the part of jetstream.JetStream the bridge uses.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Options configure the bridge; zero values take the defaults.
+type Options struct {
+	Names          consumer.Names     // subjects (required)
+	MaxBodyBytes   int64              // largest accepted body, default 1 MiB
+	PublishTimeout time.Duration      // how long to wait for JetStream to store the event, default 5 s
+	Token          string             // shared secret; empty = no authentication
+	TokenHeader    string             // header carrying it (DefectDojo's header_name), default Authorization
+	Connected      func() bool        // reports whether NATS is connected; nil = always
+	Received       func(event string) // called once per stored event (metrics); optional
+}
+
+// Handler serves POST /ingest.
+type Handler struct {
+	pub  Publisher
+	opts Options
+}
+
+// New returns the bridge publishing through pub.
+func New(pub Publisher, opts Options) *Handler {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = DefaultPublishTimeout
+	}
+	if opts.TokenHeader == "" {
+		opts.TokenHeader = DefaultTokenHeader
+	}
+	return &Handler{pub: pub, opts: opts}
+}
+
+// accepted is the body of a 202.
+type accepted struct {
+	Stream   string `json:"stream"`
+	Sequence uint64 `json:"sequence"`
+	Event    string `json:"event"`
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", unavailableRetry)
+	}
+	w.WriteHeader(code)
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// ServeHTTP checks the request, publishes it, and answers 202 once stored.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fail(w, http.StatusMethodNotAllowed, "method %s not allowed: POST a DefectDojo webhook", r.Method)
+		return
+	}
+	if h.opts.Token != "" && !h.authorized(r) {
+		fail(w, http.StatusUnauthorized, "missing or wrong token in the %s header", h.opts.TokenHeader)
+		return
+	}
+	event := r.Header.Get("X-DefectDojo-Event")
+	if event == "" {
+		fail(w, http.StatusBadRequest, "missing X-DefectDojo-Event header")
+		return
+	}
+	if err := statekv.ValidateEvent(event); err != nil {
+		fail(w, http.StatusBadRequest, "X-DefectDojo-Event: %v", err)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			fail(w, http.StatusUnsupportedMediaType, "Content-Type %q: a JSON body is expected (application/json)", ct)
+			return
+		}
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		fail(w, http.StatusRequestEntityTooLarge, "body of %d bytes is larger than the %d byte limit", r.ContentLength, h.opts.MaxBodyBytes)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "reading the body: %v", err)
+		return
+	}
+	if int64(len(body)) > h.opts.MaxBodyBytes {
+		fail(w, http.StatusRequestEntityTooLarge, "body larger than the %d byte limit", h.opts.MaxBodyBytes)
+		return
+	}
+	if !json.Valid(body) {
+		fail(w, http.StatusBadRequest, "body is not a JSON document")
+		return
+	}
+	if event == PingEvent {
+		// DefectDojo's test of a newly saved webhook tests the sidecar, not the endpoints behind it.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintln(w, `{"ping":"ok"}`)
+		return
+	}
+	if h.opts.Connected != nil && !h.opts.Connected() {
+		// Refuse rather than let the client library buffer it: DefectDojo retries later.
+		fail(w, http.StatusServiceUnavailable, "NATS is not reachable; retry later")
+		return
+	}
+	msg := &nats.Msg{Subject: h.opts.Names.EventSubject(event), Data: body, Header: nats.Header{}}
+	for _, k := range []string{consumer.HeaderInstance, consumer.HeaderUserAgent, consumer.HeaderRecipient} {
+		if v := r.Header.Get(k); v != "" {
+			msg.Header.Set(k, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
+	defer cancel()
+	ack, err := h.pub.PublishMsg(ctx, msg)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			fail(w, code, "no stream stores %s; retry later", msg.Subject)
+			return
+		}
+		fail(w, code, "event not stored: %v; retry later", err)
+		return
+	}
+	if h.opts.Received != nil {
+		h.opts.Received(event)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(accepted{Stream: ack.Stream, Sequence: ack.Sequence, Event: event})
+}
+
+// authorized compares the token header in constant time; "Bearer <token>" is accepted too.
+func (h *Handler) authorized(r *http.Request) bool {
+	got := r.Header.Get(h.opts.TokenHeader)
+	if b, ok := strings.CutPrefix(got, "Bearer "); ok {
+		got = b
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
+}
