@@ -3,13 +3,17 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +26,7 @@ type Client struct {
 	transport *http.Transport
 	timeout   time.Duration
 	maxBody   int64
+	now       func() time.Time
 }
 
 // New returns a Client configured by opts (zero fields take their defaults).
@@ -38,12 +43,32 @@ func New(opts Options) *Client {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxResponseBytes
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	dial := opts.DialContext
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+		dial = dialer.DialContext
+	}
+	proxy := http.ProxyFromEnvironment
+	if opts.BlockPrivate {
+		// The check must see the real destination: a proxy would hide it.
+		proxy = nil
+		g := &guard{allow: make([]netip.Prefix, 0, len(opts.AllowNetworks))}
+		for _, p := range opts.AllowNetworks {
+			g.allow = append(g.allow, p.Masked())
+		}
+		dialer.Control = g.control // checks again the very address connected to, before connecting
+		resolver := opts.Resolver
+		if resolver == nil {
+			resolver = net.DefaultResolver
+		}
+		dial = (&safeDialer{guard: g, resolver: resolver, dial: dial}).DialContext
 	}
 	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
+		Proxy:               proxy,
 		DialContext:         dial,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        max(1024, conns),
@@ -56,6 +81,14 @@ func New(opts Options) *Client {
 	if opts.TLSConfig != nil {
 		tr.TLSClientConfig = opts.TLSConfig.Clone()
 	}
+	if opts.RootCAs != nil {
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{}
+		}
+		if tr.TLSClientConfig.RootCAs == nil {
+			tr.TLSClientConfig.RootCAs = opts.RootCAs
+		}
+	}
 	return &Client{
 		http: &http.Client{
 			Transport: tr,
@@ -66,6 +99,7 @@ func New(opts Options) *Client {
 		transport: tr,
 		timeout:   timeout,
 		maxBody:   maxBody,
+		now:       now,
 	}
 }
 
@@ -80,6 +114,7 @@ func (c *Client) CloseIdle() {
 // Once response headers arrive the status decides the class; an error while
 // reading the (discarded) body is ignored. If a reused keep-alive connection was
 // closed by the server before answering, the request is sent once more on a new one.
+// A signed request (req.Secrets) is signed anew on each call, with the clock's time.
 func (c *Client) Send(ctx context.Context, req Request) Result {
 	hreq, aerr := c.newRequest(ctx, req)
 	if aerr != nil {
@@ -100,12 +135,40 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 	d := time.Since(start)
 
 	class, note := Classify(resp.StatusCode, nil)
+	var after time.Time
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		after = retryAfter(resp.Header.Get("Retry-After"), c.now())
+	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		if loc := resp.Header.Get("Location"); loc != "" {
 			note = truncate(redact(note+" (Location: "+loc+")", req.HeaderValue))
 		}
 	}
-	return Result{Class: class, StatusCode: resp.StatusCode, Note: note, Duration: d}
+	return Result{Class: class, StatusCode: resp.StatusCode, Note: note, Duration: d, RetryAfter: after}
+}
+
+// retryAfter returns the time a Retry-After value (delta-seconds or HTTP date) asks to wait until,
+// or zero when it is empty, unparseable or not after now. Huge delays saturate instead of overflowing.
+func retryAfter(value string, now time.Time) time.Time {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return time.Time{}
+	}
+	var t time.Time
+	if strings.Trim(value, "0123456789") == "" {
+		const maxSeconds = math.MaxInt64 / int64(time.Second)
+		secs, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || secs > maxSeconds { // only digits: the error is an overflow
+			secs = maxSeconds
+		}
+		t = now.Add(time.Duration(secs) * time.Second)
+	} else if date, err := http.ParseTime(value); err == nil {
+		t = date
+	}
+	if !t.After(now) {
+		return time.Time{}
+	}
+	return t
 }
 
 // do sends hreq with reqCtx. When a reused keep-alive connection turns out to be
@@ -161,6 +224,22 @@ func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *a
 			return nil, failure(Permanent, "Invalid header", err.Error(), secret, err)
 		}
 	}
+	var keys [][]byte
+	if len(req.Secrets) > 0 {
+		if req.ID == "" {
+			err := errors.New("a signed delivery needs a webhook-id")
+			return nil, failure(Permanent, "Invalid request", err.Error(), secret, err)
+		}
+		keys = make([][]byte, len(req.Secrets))
+		for i, s := range req.Secrets {
+			key, err := ParseSecret(s)
+			if err != nil {
+				err = fmt.Errorf("secret %d of %d: %w", i+1, len(req.Secrets), err)
+				return nil, failure(Permanent, "Invalid request", err.Error(), secret, err)
+			}
+			keys[i] = key
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, failure(Temporary, "Cancelled", "not sent to "+u.Redacted()+": "+err.Error(), secret, err)
 	}
@@ -184,7 +263,7 @@ func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *a
 	h.Set("Accept", "application/json")
 	h.Set("Content-Type", "application/json")
 	if req.ID != "" {
-		h.Set("webhook-id", req.ID)
+		h.Set(HeaderID, req.ID)
 	}
 	if req.HeaderName != "" {
 		// Set last, so it overrides a default of the same name, as DefectDojo does.
@@ -193,6 +272,13 @@ func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *a
 		} else {
 			h.Set(req.HeaderName, req.HeaderValue)
 		}
+	}
+	if keys != nil {
+		// Set after the extra header: the signed values must be the ones sent.
+		ts := strconv.FormatInt(c.now().Unix(), 10)
+		h.Set(HeaderID, req.ID)
+		h.Set(HeaderTimestamp, ts)
+		h.Set(HeaderSignature, signatures(keys, req.ID, ts, req.Body))
 	}
 	return hreq, nil
 }
@@ -211,6 +297,10 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, secret s
 	if errors.Is(reqCtx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		(errors.As(err, &netErr) && netErr.Timeout()) {
 		return failure(Temporary, "Timeout after "+c.timeout.String(), text, secret, err)
+	}
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		text = refused.Error() // says what was refused and why; the URL is the endpoint's own
 	}
 	class, label := classifyError(err)
 	return failure(class, label, text, secret, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,7 +23,7 @@ const (
 	Success Class = iota + 1
 	// Temporary is a 5xx or 429 response, a timeout or a cancelled caller context.
 	Temporary
-	// Permanent is any other HTTP status (3xx, 4xx but 429) or any non-HTTP error (DNS, refused, TLS, invalid URL).
+	// Permanent is any other HTTP status (3xx, 4xx but 429) or any non-HTTP error (DNS, refused, TLS, invalid URL, blocked destination).
 	Permanent
 )
 
@@ -49,6 +50,10 @@ type Request struct {
 	UserAgent   string // User-Agent; empty => DefaultUserAgent
 	HeaderName  string // optional extra header (DefectDojo's auth header); empty => none
 	HeaderValue string // value of HeaderName; never put in a note or error
+	// Secrets sign the request (Standard Webhooks v1) when non-empty: webhook-timestamp and one
+	// webhook-signature entry per secret, in order; each is SecretPrefix + base64 of 24 to 64 bytes
+	// (see ParseSecret); ID must then be non-empty. Never put in a note or error.
+	Secrets []string
 }
 
 // Result is what one attempt produced.
@@ -58,6 +63,10 @@ type Result struct {
 	Note       string        // DefectDojo's note: "Response status code: 500", or the error text; at most MaxNoteLength chars; "" on success
 	Duration   time.Duration // time from send to response headers+bounded body read (or error)
 	Err        error         // the transport error, nil when an HTTP response was received
+	// RetryAfter is, for a 429 or 503 response with a Retry-After header (seconds or HTTP date), the time
+	// before which the endpoint asked not to be called again; zero when absent, unparseable or not in
+	// the future. It is not capped: the caller bounds it.
+	RetryAfter time.Time
 }
 
 // Options configure a Client; zero values take the documented defaults.
@@ -66,7 +75,12 @@ type Options struct {
 	MaxConnsPerHost  int                                                               // idle keep-alive connections kept per host (not a cap on concurrent ones), default DefaultMaxConnsPerHost (64)
 	MaxResponseBytes int64                                                             // how much of the response body is read (then discarded), default DefaultMaxResponseBytes (64 KiB)
 	TLSConfig        *tls.Config                                                       // optional (custom roots); cloned by New
-	DialContext      func(ctx context.Context, network, addr string) (net.Conn, error) // optional (tests, safe-destination dialer)
+	DialContext      func(ctx context.Context, network, addr string) (net.Conn, error) // optional (tests); with BlockPrivate it gets checked "ip:port" addresses only
+	RootCAs          *x509.CertPool                                                    // optional trusted roots (see LoadCAFile), used when TLSConfig is nil or has no RootCAs
+	Now              func() time.Time                                                  // clock of webhook-timestamp and RetryAfter, default time.Now
+	BlockPrivate     bool                                                              // refuse loopback, private, link-local, unspecified, multicast, CGNAT and reserved destinations; disables proxies
+	AllowNetworks    []netip.Prefix                                                    // destinations let through despite BlockPrivate (no effect without it)
+	Resolver         Resolver                                                          // DNS lookups with BlockPrivate (tests, custom DNS), default net.DefaultResolver
 }
 
 // DefaultTimeout is the whole-exchange timeout of one attempt (DefectDojo's default).
@@ -134,6 +148,8 @@ func classifyError(err error) (Class, string) {
 		opErr   *net.OpError
 	)
 	switch {
+	case errors.Is(err, ErrDestinationRefused):
+		return Permanent, "Destination refused"
 	case errors.Is(err, context.Canceled):
 		return Temporary, "Cancelled"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():

@@ -79,7 +79,7 @@ func TestSendStatus(t *testing.T) {
 	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
 		var code int
 		fmt.Sscan(r.PathValue("code"), &code)
-		if code == http.StatusMovedPermanently {
+		if code >= 301 && code < 400 && code != http.StatusNotModified {
 			w.Header().Set("Location", srv.URL+"/target")
 		}
 		w.WriteHeader(code)
@@ -95,7 +95,11 @@ func TestSendStatus(t *testing.T) {
 		{200, delivery.Success, ""},
 		{201, delivery.Success, ""},
 		{204, delivery.Success, ""},
+		{300, delivery.Permanent, "Response status code: 300"}, // no Location
 		{301, delivery.Permanent, "Response status code: 301 (Location: " + srv.URL + "/target)"},
+		{302, delivery.Permanent, "Response status code: 302 (Location: " + srv.URL + "/target)"},
+		{307, delivery.Permanent, "Response status code: 307 (Location: " + srv.URL + "/target)"},
+		{308, delivery.Permanent, "Response status code: 308 (Location: " + srv.URL + "/target)"},
 		{400, delivery.Permanent, "Response status code: 400"},
 		{401, delivery.Permanent, "Response status code: 401"},
 		{404, delivery.Permanent, "Response status code: 404"},
@@ -649,7 +653,18 @@ func TestClassifyAgreesWithSend(t *testing.T) {
 	}
 }
 
-func BenchmarkSend(b *testing.B) {
+func BenchmarkSend(b *testing.B) { benchmarkSend(b, nil) }
+
+// BenchmarkSendSigned is BenchmarkSend with one Standard Webhooks secret: the cost of signing.
+func BenchmarkSendSigned(b *testing.B) {
+	s, err := delivery.GenerateSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkSend(b, []string{s})
+}
+
+func benchmarkSend(b *testing.B, secrets []string) {
 	srv := newServer(b, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
@@ -658,6 +673,7 @@ func BenchmarkSend(b *testing.B) {
 	req := delivery.Request{
 		URL: srv.URL + "/hook", Event: "scan_added", ID: "events:1", Instance: "https://dojo.example.com",
 		Body: bytes.Repeat([]byte(`{"finding": 1} `), 64), HeaderName: "Authorization", HeaderValue: "Bearer " + secret,
+		Secrets: secrets,
 	}
 	b.ReportAllocs()
 	b.SetParallelism(4)
