@@ -153,6 +153,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	ack, err := h.pub.PublishMsg(ctx, msg)
 	if err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// Body and headers exceed the server's max payload: retrying will never help.
+			fail(w, http.StatusRequestEntityTooLarge, "body of %d bytes is larger than the NATS server's max payload (with headers)", len(body))
+			return
+		}
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			fail(w, code, "no stream stores %s; retry later", msg.Subject)
