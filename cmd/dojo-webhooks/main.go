@@ -61,6 +61,7 @@ Usage:
                                          send the endpoint its dead letters again, or every
                                          event the stream holds since then
   dojo-webhooks status [--json]          NATS, streams and every endpoint's state, backlog, pause, dead letters
+  dojo-webhooks healthcheck              exit 0 when the local sidecar's /healthz answers (the image's HEALTHCHECK)
   dojo-webhooks version
   dojo-webhooks help
 
@@ -108,6 +109,8 @@ func run(ctx context.Context, args []string, environ map[string]string, in io.Re
 		return exitCode(sio, publishCommand(ctx, cfg, args, sio))
 	case "replay":
 		return exitCode(sio, replayCommand(ctx, cfg, args, sio))
+	case "healthcheck":
+		return exitCode(sio, healthcheckCommand(ctx, cfg))
 	case "status":
 		return exitCode(sio, statusCommand(ctx, cfg, args, sio))
 	default:
