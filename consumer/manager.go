@@ -182,7 +182,8 @@ func (m *Manager) Run(ctx context.Context) error {
 				}
 			}
 		case id := <-m.kick:
-			if !m.reconcile(ctx, id) {
+			m.log.Warn().Str("endpoint", id).Msg("PROBE kick")
+			if m.recheck(id) && !m.reconcile(ctx, id) {
 				pending[id] = true
 			}
 		case <-retry.C:
@@ -231,6 +232,9 @@ func (m *Manager) shutdown() {
 func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	view, ok := m.cfg.Watcher.Get(id)
 	st := m.endpoints[id]
+	if st != nil {
+		m.log.Warn().Str("endpoint", id).Uint64("rev", view.Revision).Bool("defined", st.defined).Time("pause", st.pauseUntil).Bool("runner", st.runner != nil).Msg("PROBE reconcile")
+	}
 	if !ok {
 		if st != nil && st.runner != nil {
 			st.runner.stop()
@@ -277,10 +281,12 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 		var err error
 		if pauseUntil.IsZero() {
 			_, err = m.js.ResumeConsumer(ctx, m.cfg.Names.Events, ConsumerName(id))
+			m.log.Warn().Str("endpoint", id).Err(err).Msg("PROBE resume")
 		} else {
 			err = m.pause(ctx, id, pauseUntil)
 		}
 		if err != nil {
+			m.forgetIfMissing(st, err)
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("pausing or resuming the endpoint's consumer failed; retrying")
 			return false
 		}
@@ -289,7 +295,9 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	deliverable := rec.Status.Deliverable()
 	if deliverable && (st.runner == nil || st.runner.ended()) {
 		r, err := m.startRunner(id)
+		m.log.Warn().Str("endpoint", id).Err(err).Msg("PROBE start runner")
 		if err != nil {
+			m.forgetIfMissing(st, err)
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("starting deliveries failed; retrying")
 			return false
 		}
@@ -299,6 +307,34 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 		st.runner = nil
 	}
 	return true
+}
+
+// recheck makes the next reconcile of a kicked endpoint compare the server's
+// consumer with the record again: the consumer was deleted under its runner, or
+// the runner paused it after a failure, possibly after a newer write (a user
+// activation) was reconciled. It returns false when the watcher has not seen
+// that failure yet: reconciling the older view now could undo the pause; the
+// watcher's update reconciles it.
+func (m *Manager) recheck(id string) bool {
+	st := m.endpoints[id]
+	if st == nil {
+		return true
+	}
+	st.defined = false
+	if st.runner != nil {
+		if v, ok := m.cfg.Watcher.Get(id); ok && v.Revision < st.runner.pausedAt.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// forgetIfMissing makes the next reconcile create the consumer again when err
+// says it no longer exists (deleted by hand, or lost by the server).
+func (m *Manager) forgetIfMissing(st *endpointState, err error) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		st.defined = false
+	}
 }
 
 func (m *Manager) pause(ctx context.Context, id string, until time.Time) error {
@@ -380,6 +416,10 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 	c, err := m.stream.Consumer(ctx, name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if st.runner != nil { // consuming a consumer that is gone: start again on the new one
+			st.runner.stop()
+			st.runner = nil
+		}
 		if _, err := m.stream.CreateConsumer(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
 			return fmt.Errorf("create consumer %s: %w", name, err)
 		}
@@ -417,6 +457,7 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 		}
 	}
 	st.def, st.defined, st.pauseUntil = want, true, pauseUntil
+	m.log.Warn().Str("endpoint", id).Time("pause", pauseUntil).Msg("PROBE defined")
 	return nil
 }
 

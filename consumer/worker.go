@@ -53,6 +53,7 @@ type runner struct {
 	sem      chan struct{}
 	inflight sync.WaitGroup
 	finished chan struct{}
+	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself
 }
 
 func (m *Manager) startRunner(id string) (*runner, error) {
@@ -134,6 +135,7 @@ func (r *runner) handle(msg jetstream.Msg) {
 		return
 	}
 	view, ok := m.cfg.Watcher.Get(r.id)
+	m.log.Warn().Str("endpoint", r.id).Uint64("seq", md.Sequence.Stream).Uint64("rev", view.Revision).Msg("PROBE handle")
 	if !ok || !view.Valid() || !view.Record.Status.Deliverable() {
 		_ = msg.NakWithDelay(notDeliverableDelay) // the consumer is being paused: it keeps the event
 		return
@@ -223,7 +225,15 @@ func (r *runner) transition(in statekv.Input, note string) bool {
 	if !entry.Record.Status.Deliverable() {
 		if until := m.pauseFor(entry.Record); !until.IsZero() {
 			if latest, ok := m.cfg.Watcher.Get(r.id); !ok || latest.Revision <= entry.Revision {
+				m.log.Warn().Str("endpoint", r.id).Time("until", until).Msg("PROBE direct pause")
 				_ = m.pause(ctx, r.id, until) // the watcher's reconcile pauses it too; this closes the window
+				// A newer write (a user activation) may have been reconciled before this
+				// pause landed: have the manager compare the server's pause with the record again.
+				r.pausedAt.Store(entry.Revision)
+				select {
+				case m.kick <- r.id:
+				default:
+				}
 			}
 		}
 	}

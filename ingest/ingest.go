@@ -177,8 +177,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorized compares the token header in constant time; "Bearer <token>" is accepted too.
 func (h *Handler) authorized(r *http.Request) bool {
 	got := r.Header.Get(h.opts.TokenHeader)
-	if b, ok := strings.CutPrefix(got, "Bearer "); ok {
-		got = b
+	if len(got) > 7 && strings.EqualFold(got[:7], "Bearer ") { // the scheme is case-insensitive
+		got = got[7:]
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
 }

@@ -95,7 +95,7 @@ var (
 		"Events waiting for an endpoint or in flight (its consumer's pending plus unacknowledged).", []string{"endpoint"}, nil)
 	pausedDesc = prometheus.NewDesc("dojo_webhooks_consumer_paused",
 		"1 when the endpoint's consumer is paused on the server.", []string{"endpoint"}, nil)
-	heldDeadLettersDesc = prometheus.NewDesc("dojo_webhooks_dead_letters",
+	heldDeadLettersDesc = prometheus.NewDesc("dojo_webhooks_dead_letters_held",
 		"Dead letters held in the dead-letter stream, by endpoint.", []string{"endpoint"}, nil)
 	streamMsgsDesc = prometheus.NewDesc("dojo_webhooks_stream_messages",
 		"Messages stored in the stream.", []string{"stream"}, nil)

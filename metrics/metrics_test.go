@@ -310,7 +310,7 @@ func TestStateGauges(t *testing.T) {
 	if got := s.labelValues("dojo_webhooks_endpoints", "status"); strings.Join(got, ",") != "active,active_tmp,inactive_permanent,inactive_tmp,invalid" {
 		t.Errorf("dojo_webhooks_endpoints statuses = %q", got)
 	}
-	for _, name := range []string{"dojo_webhooks_backlog", "dojo_webhooks_consumer_paused", "dojo_webhooks_dead_letters"} {
+	for _, name := range []string{"dojo_webhooks_backlog", "dojo_webhooks_consumer_paused", "dojo_webhooks_dead_letters_held"} {
 		if _, ok := s.families[name]; ok {
 			t.Errorf("%s shown before any consumer or dead letter exists:\n%s", name, s.text)
 		}
@@ -389,8 +389,8 @@ func TestStateGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = waitScrape(t, m,
-		want{"dojo_webhooks_dead_letters", l("endpoint", "x"), 2},
-		want{"dojo_webhooks_dead_letters", l("endpoint", "gone"), 1},
+		want{"dojo_webhooks_dead_letters_held", l("endpoint", "x"), 2},
+		want{"dojo_webhooks_dead_letters_held", l("endpoint", "gone"), 1},
 		want{"dojo_webhooks_stream_messages", dead, 3},
 		want{"dojo_webhooks_stream_messages", events, 3},
 	)

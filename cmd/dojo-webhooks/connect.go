@@ -78,6 +78,10 @@ func (c Config) connectSidecar(ctx context.Context, embeddedServer *server.Serve
 	}
 	opts = append(opts,
 		nats.MaxReconnects(-1),
+		// No reconnect buffer: a publish while disconnected fails at once instead of
+		// being sent later (the ingest bridge has answered 503 by then, and the
+		// publisher retries), and acks are redelivered rather than replayed late.
+		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("NATS disconnected; reconnecting")
