@@ -2,6 +2,7 @@ package statekv
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,12 +78,17 @@ type Record struct {
 	Note        string    // latest error or manual action
 	CreatedAt   time.Time // when the endpoint was added; its consumer starts there
 	DeliverFrom time.Time // when set (by a skip), the consumer starts here instead of CreatedAt
+	RetryAfter  time.Time // set from a 429/503 Retry-After: inactive_tmp lasts at least until then
+
+	Secret              string    // Standard Webhooks signing secret (whsec_…); empty = unsigned
+	PreviousSecret      string    // the secret before the last rotation, also signed with until PreviousSecretUntil
+	PreviousSecretUntil time.Time // end of the rotation overlap
 
 	extra map[string]json.RawMessage // unknown fields, kept on rewrite
 }
 
 // knownFields lists the JSON fields in the order they are written.
-var knownFields = []string{"name", "url", "header_name", "header_value", "owner", "events", "status", "first_error", "last_error", "note", "created_at", "deliver_from"}
+var knownFields = []string{"name", "url", "header_name", "header_value", "owner", "events", "status", "first_error", "last_error", "note", "created_at", "deliver_from", "retry_after", "secret", "previous_secret", "previous_secret_until"}
 
 // ValidateID checks an endpoint id: [a-z0-9_-], 1 to 64 characters.
 func ValidateID(id string) error {
@@ -130,7 +136,7 @@ func ParseRecord(id string, data []byte) (Record, error) {
 		}
 		if e := json.Unmarshal(raw, dst); e != nil {
 			got := abbreviate(raw)
-			if name == "header_value" {
+			if name == "header_value" || name == "secret" || name == "previous_secret" {
 				got = "another JSON type" // never echo a credential
 			}
 			err = fmt.Errorf("%w: field %s: expected a string or null, got %s", ErrInvalidRecord, name, got)
@@ -161,6 +167,10 @@ func ParseRecord(id string, data []byte) (Record, error) {
 	ts("last_error", &r.LastError)
 	ts("created_at", &r.CreatedAt)
 	ts("deliver_from", &r.DeliverFrom)
+	ts("retry_after", &r.RetryAfter)
+	ts("previous_secret_until", &r.PreviousSecretUntil)
+	str("secret", &r.Secret)
+	str("previous_secret", &r.PreviousSecret)
 	if raw, ok := fields["events"]; ok {
 		delete(fields, "events")
 		if err == nil && !isNull(raw) {
@@ -215,6 +225,16 @@ func (r Record) Validate() error {
 			return bad("field header_value: contains CR, LF or NUL")
 		}
 	}
+	for field, secret := range map[string]string{"secret": r.Secret, "previous_secret": r.PreviousSecret} {
+		if secret != "" {
+			if err := ValidateSecret(secret); err != nil {
+				return bad("field %s: %v", field, err)
+			}
+		}
+	}
+	if r.PreviousSecret != "" && r.PreviousSecretUntil.IsZero() {
+		return bad("field previous_secret_until: required with previous_secret")
+	}
 	if utf8.RuneCountInString(r.Owner) > MaxOwnerLength {
 		return bad("field owner: longer than %d characters", MaxOwnerLength)
 	}
@@ -233,6 +253,43 @@ func (r Record) Validate() error {
 		return bad("field note: %d characters, at most %d", n, MaxNoteLength)
 	}
 	return nil
+}
+
+// Limits of a Standard Webhooks signing secret.
+const (
+	SecretPrefix   = "whsec_"
+	MinSecretBytes = 24
+	MaxSecretBytes = 64
+)
+
+// ValidateSecret checks a signing secret: whsec_ and the base64 of 24 to 64
+// bytes. Its errors never contain the secret.
+func ValidateSecret(s string) error {
+	rest, ok := strings.CutPrefix(s, SecretPrefix)
+	if !ok {
+		return fmt.Errorf("must start with %q", SecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return errors.New("not valid base64 after " + SecretPrefix)
+	}
+	if len(key) < MinSecretBytes || len(key) > MaxSecretBytes {
+		return fmt.Errorf("%d bytes after decoding, must be %d to %d", len(key), MinSecretBytes, MaxSecretBytes)
+	}
+	return nil
+}
+
+// SigningSecrets returns the secrets to sign with at time now: the current one,
+// then the previous one while its rotation overlap lasts.
+func (r Record) SigningSecrets(now time.Time) []string {
+	var out []string
+	if r.Secret != "" {
+		out = append(out, r.Secret)
+	}
+	if r.PreviousSecret != "" && now.Before(r.PreviousSecretUntil) {
+		out = append(out, r.PreviousSecret)
+	}
+	return out
 }
 
 // ValidateURL accepts absolute http and https URLs with a host.
@@ -279,7 +336,8 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	}
 	values := []any{nullString(r.Name), nullString(r.URL), nullString(r.HeaderName), nullString(r.HeaderValue),
 		nullString(r.Owner), nullEvents(r.Events), nullString(string(r.Status)), nullTime(r.FirstError),
-		nullTime(r.LastError), nullString(r.Note), nullTime(r.CreatedAt), nullTime(r.DeliverFrom)}
+		nullTime(r.LastError), nullString(r.Note), nullTime(r.CreatedAt), nullTime(r.DeliverFrom), nullTime(r.RetryAfter),
+		nullString(r.Secret), nullString(r.PreviousSecret), nullTime(r.PreviousSecretUntil)}
 	for i, name := range knownFields {
 		if err := field(name, values[i]); err != nil {
 			return nil, err

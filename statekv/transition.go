@@ -24,12 +24,14 @@ const (
 	UserActivate
 	// UserDeactivate is a deactivation by a user.
 	UserDeactivate
+	// SecretTimer fires at the end of a secret rotation's overlap: the previous secret is dropped.
+	SecretTimer
 )
 
 var inputNames = map[Input]string{
 	Success: "success", TemporaryFailure: "temporary", PermanentFailure: "permanent",
 	ReactivateTimer: "reactivate_timer", RecoverTimer: "recover_timer",
-	UserActivate: "user_activate", UserDeactivate: "user_deactivate",
+	UserActivate: "user_activate", UserDeactivate: "user_deactivate", SecretTimer: "secret_timer",
 }
 
 // String names the input as logs show it.
@@ -45,6 +47,8 @@ func (in Input) String() string {
 type Event struct {
 	Input Input
 	Note  string
+	// RetryAt is when a 429/503 asked to be called again (Retry-After); zero when none.
+	RetryAt time.Time
 }
 
 // RecoveryNote is the note DefectDojo writes when active_tmp recovers to active.
@@ -55,6 +59,7 @@ const (
 	DefaultReactivateAfter = 60 * time.Second
 	DefaultRecoverAfter    = 24 * time.Hour
 	DefaultGiveUpAfter     = 24 * time.Hour
+	DefaultMaxRetryAfter   = time.Hour
 )
 
 // Policy holds the durations of the state machine.
@@ -62,15 +67,20 @@ type Policy struct {
 	ReactivateAfter time.Duration // inactive_tmp → active_tmp this long after last_error
 	RecoverAfter    time.Duration // active_tmp → active when last_error is more than this long ago
 	GiveUpAfter     time.Duration // a temporary failure in active_tmp more than this long after first_error is permanent
+	MaxRetryAfter   time.Duration // cap on a Retry-After that holds inactive_tmp past reactivate-after; 0 = Retry-After ignored
 }
 
 // DefaultPolicy returns DefectDojo's durations: 60 s, 24 h, 24 h.
 func DefaultPolicy() Policy {
-	return Policy{ReactivateAfter: DefaultReactivateAfter, RecoverAfter: DefaultRecoverAfter, GiveUpAfter: DefaultGiveUpAfter}
+	return Policy{ReactivateAfter: DefaultReactivateAfter, RecoverAfter: DefaultRecoverAfter, GiveUpAfter: DefaultGiveUpAfter,
+		MaxRetryAfter: DefaultMaxRetryAfter}
 }
 
 // Validate checks that every duration is positive.
 func (p Policy) Validate() error {
+	if p.MaxRetryAfter < 0 {
+		return fmt.Errorf("policy: max-retry-after %s must not be negative", p.MaxRetryAfter)
+	}
 	if p.ReactivateAfter <= 0 || p.RecoverAfter <= 0 || p.GiveUpAfter <= 0 {
 		return fmt.Errorf("policy durations must be positive: reactivate-after %s, recover-after %s, give-up-after %s",
 			p.ReactivateAfter, p.RecoverAfter, p.GiveUpAfter)
@@ -114,6 +124,9 @@ func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
 			return r, false
 		}
 		next.Note = truncateNote(ev.Note)
+		if next.Status == StatusInactiveTmp {
+			next.RetryAfter, next.Note = retryHold(next, ev, now, p)
+		}
 	case PermanentFailure:
 		switch r.Status {
 		case StatusActive, StatusActiveTmp:
@@ -125,12 +138,15 @@ func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
 		default:
 			return r, false
 		}
-		next.Status, next.LastError, next.Note = StatusInactivePermanent, now, truncateNote(ev.Note)
+		next.Status, next.LastError, next.Note, next.RetryAfter = StatusInactivePermanent, now, truncateNote(ev.Note), time.Time{}
 	case ReactivateTimer:
 		if r.Status != StatusInactiveTmp || now.Sub(r.LastError) < p.ReactivateAfter {
 			return r, false
 		}
-		next.Status = StatusActiveTmp
+		if !r.RetryAfter.IsZero() && now.Before(r.RetryAfter) {
+			return r, false
+		}
+		next.Status, next.RetryAfter = StatusActiveTmp, time.Time{}
 	case RecoverTimer:
 		if r.Status != StatusActiveTmp || now.Sub(r.LastError) <= p.RecoverAfter {
 			return r, false
@@ -138,8 +154,16 @@ func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
 		next.Status, next.FirstError, next.LastError, next.Note = StatusActive, time.Time{}, time.Time{}, RecoveryNote
 	case UserActivate:
 		next.Status, next.FirstError, next.LastError, next.Note = StatusActive, time.Time{}, time.Time{}, ""
+		next.RetryAfter = time.Time{}
 	case UserDeactivate:
 		next.Status, next.FirstError, next.LastError, next.Note = StatusInactivePermanent, time.Time{}, time.Time{}, truncateNote(ev.Note)
+		next.RetryAfter = time.Time{}
+	case SecretTimer:
+		if r.PreviousSecret == "" || now.Before(r.PreviousSecretUntil) {
+			return r, false
+		}
+		next.PreviousSecret, next.PreviousSecretUntil = "", time.Time{}
+		return next, true
 	default:
 		return r, false
 	}
@@ -147,27 +171,59 @@ func Transition(r Record, ev Event, now time.Time, p Policy) (Record, bool) {
 }
 
 // NextTimer returns when the record's next timed transition is due and which one;
-// ok is false when no timer applies (active or inactive_permanent). A due time in
+// ok is false when no timer applies (active or inactive_permanent, no secret
+// rotation under way). A due time in
 // the past means the transition is overdue and should be applied at once.
 func NextTimer(r Record, p Policy) (due time.Time, in Input, ok bool) {
 	// Transition compares times at the stored (millisecond) precision, so the due
 	// times are rounded the same way: a timer never fires before its transition applies.
 	switch r.Status {
 	case StatusInactiveTmp:
-		due := r.LastError.Add(p.ReactivateAfter)
-		if t := due.Truncate(timestampPrecison); !t.Equal(due) {
-			due = t.Add(timestampPrecison)
-		}
-		return due, ReactivateTimer, true
+		due, in, ok = ReactivationTime(r, p), ReactivateTimer, true
 	case StatusActiveTmp:
 		// Strictly more than recover-after: one tick of the stored precision later.
-		return r.LastError.Add(p.RecoverAfter).Truncate(timestampPrecison).Add(timestampPrecison), RecoverTimer, true
+		due, in, ok = r.LastError.Add(p.RecoverAfter).Truncate(timestampPrecison).Add(timestampPrecison), RecoverTimer, true
 	}
-	return time.Time{}, 0, false
+	if r.PreviousSecret != "" && (!ok || r.PreviousSecretUntil.Before(due)) {
+		due, in, ok = r.PreviousSecretUntil, SecretTimer, true
+	}
+	return due, in, ok
+}
+
+// ReactivationTime is when an inactive_tmp endpoint becomes active_tmp:
+// reactivate-after past last_error, or its Retry-After hold if later.
+func ReactivationTime(r Record, p Policy) time.Time {
+	due := r.LastError.Add(p.ReactivateAfter)
+	if t := due.Truncate(timestampPrecison); !t.Equal(due) {
+		due = t.Add(timestampPrecison)
+	}
+	if r.RetryAfter.After(due) {
+		due = r.RetryAfter
+	}
+	return due
 }
 
 func sameState(a, b Record) bool {
-	return a.Status == b.Status && a.FirstError.Equal(b.FirstError) && a.LastError.Equal(b.LastError) && a.Note == b.Note
+	return a.Status == b.Status && a.FirstError.Equal(b.FirstError) && a.LastError.Equal(b.LastError) && a.Note == b.Note &&
+		a.RetryAfter.Equal(b.RetryAfter)
+}
+
+// retryHold keeps an inactive_tmp endpoint down until a Retry-After when that is
+// later than the normal reactivation, capped at MaxRetryAfter; the note says so.
+func retryHold(r Record, ev Event, now time.Time, p Policy) (time.Time, string) {
+	note := r.Note
+	if ev.RetryAt.IsZero() || p.MaxRetryAfter <= 0 {
+		return r.RetryAfter, note
+	}
+	until := Timestamp(ev.RetryAt)
+	capped := ""
+	if limit := now.Add(p.MaxRetryAfter); until.After(limit) {
+		until, capped = limit, fmt.Sprintf(", capped at %s", p.MaxRetryAfter)
+	}
+	if !until.After(r.LastError.Add(p.ReactivateAfter)) {
+		return r.RetryAfter, note // the normal reactivation is later anyway
+	}
+	return until, truncateNote(fmt.Sprintf("%s (Retry-After: held until %s%s)", note, until.Format(time.RFC3339), capped))
 }
 
 func truncateNote(s string) string {
