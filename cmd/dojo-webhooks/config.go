@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -52,6 +54,11 @@ type Config struct {
 	DeadLetterAge   time.Duration `env:"DOJO_WEBHOOKS_DEADLETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept"`
 	DedupWindow     time.Duration `env:"DOJO_WEBHOOKS_DEDUP_WINDOW" envDefault:"2m" help:"window in which a repeated Nats-Msg-Id is dropped"`
 	ShutdownGrace   time.Duration `env:"DOJO_WEBHOOKS_SHUTDOWN_GRACE" envDefault:"15s" help:"at SIGTERM, how long in-flight deliveries may finish before they are cancelled and redelivered later"`
+	MaxRetryAfter   time.Duration `env:"DOJO_WEBHOOKS_MAX_RETRY_AFTER" envDefault:"1h" help:"cap on a 429/503 Retry-After that keeps an endpoint inactive_tmp past reactivate-after; 0 = Retry-After ignored"`
+	SecretOverlap   time.Duration `env:"DOJO_WEBHOOKS_SECRET_OVERLAP" envDefault:"24h" help:"after endpoint rotate-secret, how long deliveries are also signed with the old secret"`
+	BlockPrivate    bool          `env:"DOJO_WEBHOOKS_BLOCK_PRIVATE" envDefault:"false" help:"refuse loopback, private, link-local and unspecified destination addresses (checked on the address dialled)"`
+	AllowNetworks   string        `env:"DOJO_WEBHOOKS_ALLOW_NETWORKS" help:"comma-separated CIDR networks allowed even with DOJO_WEBHOOKS_BLOCK_PRIVATE, e.g. 10.1.0.0/16"`
+	CAFile          string        `env:"DOJO_WEBHOOKS_CA_FILE" help:"PEM CA bundle trusted for https endpoints in addition to the system roots"`
 	IngestToken     string        `env:"DOJO_WEBHOOKS_INGEST_TOKEN" help:"shared secret /ingest requires in DOJO_WEBHOOKS_INGEST_HEADER (DefectDojo's webhook header); empty = none"`
 	IngestHeader    string        `env:"DOJO_WEBHOOKS_INGEST_HEADER" envDefault:"Authorization" help:"header carrying the ingest token (its value may be the token or Bearer <token>)"`
 	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
@@ -128,6 +135,20 @@ func (c Config) validate() error {
 	if c.DedupWindow > c.EventsMaxAge {
 		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
 	}
+	if c.MaxRetryAfter < 0 {
+		return bad("MaxRetryAfter", "%s: must not be negative", c.MaxRetryAfter)
+	}
+	if c.SecretOverlap <= 0 {
+		return bad("SecretOverlap", "%s: must be positive", c.SecretOverlap)
+	}
+	if _, err := c.allowNetworks(); err != nil {
+		return bad("AllowNetworks", "%v", err)
+	}
+	if c.CAFile != "" {
+		if _, err := delivery.LoadCAFile(c.CAFile); err != nil {
+			return bad("CAFile", "%v", err)
+		}
+	}
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
@@ -162,7 +183,35 @@ func (c Config) validate() error {
 
 // policy is the state machine's durations from the configuration.
 func (c Config) policy() statekv.Policy {
-	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter}
+	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter,
+		MaxRetryAfter: c.MaxRetryAfter}
+}
+
+func (c Config) allowNetworks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(c.AllowNetworks, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR network (like 10.0.0.0/8)", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// deliveryOptions configures the HTTP client of deliveries and pings. The
+// configuration was validated, so the CA file loads.
+func (c Config) deliveryOptions() delivery.Options {
+	nets, _ := c.allowNetworks()
+	o := delivery.Options{Timeout: c.Timeout, MaxConnsPerHost: max(c.MaxInFlight, delivery.DefaultMaxConnsPerHost),
+		BlockPrivate: c.BlockPrivate, AllowNetworks: nets}
+	if c.CAFile != "" {
+		o.RootCAs, _ = delivery.LoadCAFile(c.CAFile)
+	}
+	return o
 }
 
 // names are the streams and subjects derived from the prefix.

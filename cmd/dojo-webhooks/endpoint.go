@@ -38,7 +38,7 @@ func endpointCommand(ctx context.Context, cfg Config, args []string, sio stdio) 
 	cmds := map[string]func(*cli, context.Context, []string) error{
 		"add": (*cli).add, "list": (*cli).list, "show": (*cli).show, "ping": (*cli).ping,
 		"activate": (*cli).activate, "deactivate": (*cli).deactivate, "remove": (*cli).remove,
-		"skip": (*cli).skip,
+		"skip": (*cli).skip, "rotate-secret": (*cli).rotateSecret,
 	}
 	f, ok := cmds[sub]
 	if !ok {
@@ -108,6 +108,7 @@ func (c *cli) add(ctx context.Context, args []string) error {
 	headerValue := fs.String("header-value", "", "its value; - reads it from standard input (keeps it out of shell history)")
 	owner := fs.String("owner", "", "DefectDojo username: personal notifications of that user only (default: system notifications)")
 	events := fs.String("events", "", "comma-separated event filter (default: all events)")
+	secret := fs.String("secret", "", "Standard Webhooks signing secret: auto generates one (printed once), - reads one from standard input")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -128,6 +129,24 @@ func (c *cli) add(ctx context.Context, args []string) error {
 		rec.HeaderValue = strings.TrimRight(string(b), "\r\n")
 	} else {
 		rec.HeaderValue = *headerValue
+	}
+	switch *secret {
+	case "":
+	case "auto":
+		if rec.Secret, err = delivery.GenerateSecret(); err != nil {
+			return err
+		}
+	case "-":
+		if *headerValue == "-" {
+			return usageError{errors.New("endpoint add: --secret - and --header-value - cannot both read standard input")}
+		}
+		b, err := io.ReadAll(io.LimitReader(c.sio.in, 1024))
+		if err != nil {
+			return fmt.Errorf("read secret from standard input: %w", err)
+		}
+		rec.Secret = strings.TrimSpace(string(b))
+	default:
+		return usageError{errors.New("endpoint add: --secret takes auto or - (a secret on the command line would be in the shell history)")}
 	}
 	for _, e := range strings.Split(*events, ",") {
 		if e = strings.TrimSpace(e); e != "" {
@@ -160,16 +179,20 @@ func (c *cli) add(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.sio.out, "endpoint %s added: ping answered %d in %s; status active\n", id, res.StatusCode, res.Duration.Round(time.Millisecond))
+		if *secret == "auto" {
+			fmt.Fprintf(c.sio.out, "signing secret (shown once; give it to the receiver): %s\n", rec.Secret)
+		}
 		return nil
 	})
 }
 
 // sendPing sends DefectDojo's test notification to the record's URL.
 func (c *cli) sendPing(ctx context.Context, rec statekv.Record) delivery.Result {
-	client := delivery.New(delivery.Options{Timeout: c.cfg.Timeout})
+	client := delivery.New(c.cfg.deliveryOptions())
 	defer client.CloseIdle()
 	return client.Send(ctx, delivery.Request{
-		URL: rec.URL, Event: pingEvent, Body: []byte(pingBody),
+		Secrets: rec.SigningSecrets(time.Now()),
+		URL:     rec.URL, Event: pingEvent, Body: []byte(pingBody),
 		ID:          fmt.Sprintf("ping-%s-%d", rec.ID, time.Now().UnixNano()),
 		Instance:    c.cfg.SiteURL,
 		UserAgent:   c.cfg.UserAgent,
@@ -345,6 +368,35 @@ func (c *cli) idOnly(cmd string, args []string) (string, error) {
 	return oneID(cmd, pos)
 }
 
+// rotateSecret gives the endpoint a new signing secret, printed once; the old one
+// keeps signing too for DOJO_WEBHOOKS_SECRET_OVERLAP, so receivers can switch.
+func (c *cli) rotateSecret(ctx context.Context, args []string) error {
+	id, err := c.idOnly("rotate-secret", args)
+	if err != nil {
+		return err
+	}
+	fresh, err := delivery.GenerateSecret()
+	if err != nil {
+		return err
+	}
+	until := statekv.Timestamp(time.Now().Add(c.cfg.SecretOverlap))
+	return c.withStore(ctx, func(ctx context.Context) error {
+		_, _, err := c.store.Update(ctx, id, func(r statekv.Record) (statekv.Record, bool, error) {
+			if r.Secret != "" {
+				r.PreviousSecret, r.PreviousSecretUntil = r.Secret, until
+			}
+			r.Secret = fresh
+			return r, true, nil
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.sio.out, "endpoint %s: new signing secret (shown once): %s\n", id, fresh)
+		fmt.Fprintf(c.sio.out, "deliveries are signed with the old secret too until %s\n", until.Format(time.RFC3339))
+		return nil
+	})
+}
+
 // endpointJSON is what list --json and show print: the record with its secret masked.
 type endpointJSON struct {
 	ID          string   `json:"id"`
@@ -359,6 +411,10 @@ type endpointJSON struct {
 	LastError   *string  `json:"last_error"`
 	Note        string   `json:"note"`
 	CreatedAt   *string  `json:"created_at"`
+	Secret      *string  `json:"secret"`
+	PrevSecret  *string  `json:"previous_secret"`
+	PrevUntil   *string  `json:"previous_secret_until"`
+	RetryAfter  *string  `json:"retry_after"`
 	Revision    uint64   `json:"revision"`
 	Backlog     string   `json:"backlog,omitempty"`
 }
@@ -385,6 +441,13 @@ func toJSON(r statekv.Record, rev uint64) endpointJSON {
 	if r.HeaderValue != "" {
 		out.HeaderValue = str(masked)
 	}
+	if r.Secret != "" {
+		out.Secret = str(masked)
+	}
+	if r.PreviousSecret != "" {
+		out.PrevSecret, out.PrevUntil = str(masked), ts(r.PreviousSecretUntil)
+	}
+	out.RetryAfter = ts(r.RetryAfter)
 	return out
 }
 

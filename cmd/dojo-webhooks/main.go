@@ -48,13 +48,15 @@ const usage = `dojo-webhooks: DefectDojo notification webhooks delivered through
 Usage:
   dojo-webhooks [serve]                  run the sidecar (embedded NATS unless NATS_URL is set)
   dojo-webhooks endpoint add <id> --url URL [--name N] [--header-name H --header-value V|-]
-                                         [--owner USER] [--events e1,e2]
+                                         [--owner USER] [--events e1,e2] [--secret auto|-]
   dojo-webhooks endpoint list [--status S] [--owner U] [--json]
   dojo-webhooks endpoint show <id>
   dojo-webhooks endpoint ping <id>
   dojo-webhooks endpoint activate <id>
   dojo-webhooks endpoint deactivate <id> [--note TEXT]
   dojo-webhooks endpoint remove <id>
+  dojo-webhooks endpoint rotate-secret <id>
+                                         new signing secret; the old one also signs for the overlap
   dojo-webhooks endpoint skip <id>       drop the endpoint's backlog: deliveries restart from now
   dojo-webhooks publish <event> [file|-] [--recipient USER] [--msg-id ID] [--instance URL]
   dojo-webhooks replay <id> [--since TIME|DURATION]

@@ -61,7 +61,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	store := statekv.NewStore(kv)
 	watcher := statekv.NewWatcher(store, statekv.WatcherOptions{Policy: cfg.policy(), Logger: log})
-	client := delivery.New(delivery.Options{Timeout: cfg.Timeout, MaxConnsPerHost: max(cfg.MaxInFlight, delivery.DefaultMaxConnsPerHost)})
+	client := delivery.New(cfg.deliveryOptions())
 	defer client.CloseIdle()
 	metric := metrics.New(watcher, js, cfg.names(), log)
 	manager, err := consumer.New(ctx, consumer.Config{
