@@ -182,7 +182,6 @@ func (m *Manager) Run(ctx context.Context) error {
 				}
 			}
 		case id := <-m.kick:
-			m.log.Warn().Str("endpoint", id).Msg("PROBE kick")
 			if m.recheck(id) && !m.reconcile(ctx, id) {
 				pending[id] = true
 			}
@@ -232,9 +231,6 @@ func (m *Manager) shutdown() {
 func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	view, ok := m.cfg.Watcher.Get(id)
 	st := m.endpoints[id]
-	if st != nil {
-		m.log.Warn().Str("endpoint", id).Uint64("rev", view.Revision).Bool("defined", st.defined).Time("pause", st.pauseUntil).Bool("runner", st.runner != nil).Msg("PROBE reconcile")
-	}
 	if !ok {
 		if st != nil && st.runner != nil {
 			st.runner.stop()
@@ -281,7 +277,6 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 		var err error
 		if pauseUntil.IsZero() {
 			_, err = m.js.ResumeConsumer(ctx, m.cfg.Names.Events, ConsumerName(id))
-			m.log.Warn().Str("endpoint", id).Err(err).Msg("PROBE resume")
 		} else {
 			err = m.pause(ctx, id, pauseUntil)
 		}
@@ -295,7 +290,6 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	deliverable := rec.Status.Deliverable()
 	if deliverable && (st.runner == nil || st.runner.ended()) {
 		r, err := m.startRunner(id)
-		m.log.Warn().Str("endpoint", id).Err(err).Msg("PROBE start runner")
 		if err != nil {
 			m.forgetIfMissing(st, err)
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("starting deliveries failed; retrying")
@@ -457,7 +451,6 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 		}
 	}
 	st.def, st.defined, st.pauseUntil = want, true, pauseUntil
-	m.log.Warn().Str("endpoint", id).Time("pause", pauseUntil).Msg("PROBE defined")
 	return nil
 }
 

@@ -135,7 +135,6 @@ func (r *runner) handle(msg jetstream.Msg) {
 		return
 	}
 	view, ok := m.cfg.Watcher.Get(r.id)
-	m.log.Warn().Str("endpoint", r.id).Uint64("seq", md.Sequence.Stream).Uint64("rev", view.Revision).Msg("PROBE handle")
 	if !ok || !view.Valid() || !view.Record.Status.Deliverable() {
 		_ = msg.NakWithDelay(notDeliverableDelay) // the consumer is being paused: it keeps the event
 		return
@@ -225,7 +224,6 @@ func (r *runner) transition(in statekv.Input, note string) bool {
 	if !entry.Record.Status.Deliverable() {
 		if until := m.pauseFor(entry.Record); !until.IsZero() {
 			if latest, ok := m.cfg.Watcher.Get(r.id); !ok || latest.Revision <= entry.Revision {
-				m.log.Warn().Str("endpoint", r.id).Time("until", until).Msg("PROBE direct pause")
 				_ = m.pause(ctx, r.id, until) // the watcher's reconcile pauses it too; this closes the window
 				// A newer write (a user activation) may have been reconciled before this
 				// pause landed: have the manager compare the server's pause with the record again.
