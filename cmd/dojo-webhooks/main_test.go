@@ -155,9 +155,9 @@ func (r *receiver) requests() ([]http.Header, []string) {
 	return append([]http.Header(nil), r.got...), append([]string(nil), r.bodies...)
 }
 
-func kvOf(t *testing.T, url string) jetstream.KeyValue {
+func kvOf(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

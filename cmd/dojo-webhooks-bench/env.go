@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
+	"github.com/dojo-webhooks/dojo-webhooks/metrics"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+const (
+	benchInstance  = "https://defectdojo.example.com"
+	benchUserAgent = "DefectDojo-bench"
+	// benchShutdownGrace bounds the sidecar's stop (a hanging request is cancelled).
+	benchShutdownGrace = 2 * time.Second
+)
+
+// env is one fresh NATS server (embedded, JetStream file store in a temp dir)
+// or, with NATS_URL, fresh streams and bucket with a unique prefix, plus the
+// connections the bench itself uses:
+//   - admin: set-up, the raw JetStream consumers, polling; connected like the
+//     sidecar (in-process to the embedded server);
+//   - pub: the publisher, over TCP on loopback like an outside publisher.
+type env struct {
+	dir     string
+	srv     *server.Server
+	url     string
+	names   consumer.Names
+	bucket  string
+	rawName string
+	log     zerolog.Logger
+
+	admin   *nats.Conn
+	adminJS jetstream.JetStream
+	kv      jetstream.KeyValue
+	store   *statekv.Store
+	pub     *nats.Conn
+	pubJS   jetstream.JetStream
+	pubErrs atomic.Int64
+}
+
+func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
+	e = &env{log: log}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	suffix := randomHex(4)
+	if natsURL == "" {
+		e.dir, err = os.MkdirTemp("", "dojo-webhooks-bench-*")
+		if err != nil {
+			return e, err
+		}
+		e.srv, err = embedded.Start(embedded.Options{Port: -1, StoreDir: e.dir, ServerName: "bench-" + suffix})
+		if err != nil {
+			return e, err
+		}
+		e.url = e.srv.ClientURL()
+		e.names = consumer.NamesFor(consumer.DefaultPrefix)
+		e.bucket = statekv.DefaultBucket
+		e.rawName = "BENCHRAW"
+	} else {
+		e.url = natsURL
+		e.names = consumer.NamesFor("bench" + suffix)
+		e.bucket = "bench_" + suffix
+		e.rawName = "BENCHRAW_" + suffix
+	}
+	if e.admin, err = e.connect("dojo-webhooks-bench-admin", true); err != nil {
+		return e, err
+	}
+	if e.adminJS, err = jetstream.New(e.admin); err != nil {
+		return e, err
+	}
+	if e.pub, err = e.connect("dojo-webhooks-bench-publisher", false); err != nil {
+		return e, err
+	}
+	e.pubJS, err = jetstream.New(e.pub,
+		jetstream.WithPublishAsyncMaxPending(4000),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, _ error) { e.pubErrs.Add(1) }))
+	if err != nil {
+		return e, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if e.kv, err = statekv.EnsureBucket(ctx, e.adminJS, statekv.BucketConfig{Name: e.bucket}); err != nil {
+		return e, err
+	}
+	if err = consumer.EnsureStreams(ctx, e.adminJS, consumer.StreamsConfig{Names: e.names}); err != nil {
+		return e, err
+	}
+	e.store = statekv.NewStore(e.kv)
+	return e, nil
+}
+
+// connect connects in-process to the embedded server when inProcess (as serve
+// does), else over TCP.
+func (e *env) connect(name string, inProcess bool) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1), nats.ReconnectWait(time.Second)}
+	if inProcess && e.srv != nil {
+		return nats.Connect("", append(opts, nats.InProcessServer(e.srv))...)
+	}
+	return nats.Connect(e.url, opts...)
+}
+
+func (e *env) close() {
+	if e.adminJS != nil && e.srv == nil { // shared server: remove what this env made
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for _, s := range []string{e.names.Events, e.names.DeadLetter, e.rawName} {
+			_ = e.adminJS.DeleteStream(ctx, s)
+		}
+		_ = e.adminJS.DeleteKeyValue(ctx, e.bucket)
+		cancel()
+	}
+	if e.pub != nil {
+		e.pub.Close()
+	}
+	if e.admin != nil {
+		e.admin.Close()
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// createEndpoints stores one record per URL with statekv.Store.Create (status
+// active unless edit changes it, CreatedAt now) and returns their ids.
+func (e *env) createEndpoints(urls []string, edit func(*statekv.Record)) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ids := make([]string, len(urls))
+	for i, u := range urls {
+		id := fmt.Sprintf("ep%04d", i)
+		rec := statekv.Record{ID: id, Name: id, URL: u, Status: statekv.StatusActive, CreatedAt: time.Now()}
+		if edit != nil {
+			edit(&rec)
+		}
+		if _, err := e.store.Create(ctx, rec); err != nil {
+			return nil, err
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// publishAsync publishes n events (bodies from body(i)) with PublishAsync and
+// waits for every ack; it returns the elapsed time.
+func (e *env) publishAsync(js jetstream.JetStream, subject string, n int, body func(i int) []byte) (time.Duration, error) {
+	start := time.Now()
+	errsBefore := e.pubErrs.Load()
+	for i := range n {
+		if _, err := js.PublishAsync(subject, body(i), jetstream.WithStallWait(30*time.Second)); err != nil {
+			return 0, fmt.Errorf("publish %d: %w", i, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return 0, errors.New("async publish: acks did not all arrive within 2 minutes")
+	}
+	d := time.Since(start)
+	if n := e.pubErrs.Load() - errsBefore; n > 0 {
+		return d, fmt.Errorf("async publish: %d publishes failed", n)
+	}
+	return d, nil
+}
+
+// paced calls fn(i) for i = 0.. at rate per second during dur, on schedule
+// (late calls catch up) and returns how many were made.
+func paced(perSecond int, dur time.Duration, fn func(i int)) int {
+	interval := time.Second / time.Duration(perSecond)
+	total := int(dur / interval)
+	start := time.Now()
+	for i := range total {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		fn(i)
+	}
+	return total
+}
+
+// sidecar is the real pipeline wired as cmd/dojo-webhooks/serve.go does:
+// its own connection, EnsureBucket, EnsureStreams, Store, Watcher.Run,
+// delivery.New, metrics observer, consumer.New + Run.
+type sidecar struct {
+	started time.Time
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *statekv.Store
+	watcher *statekv.Watcher
+	manager *consumer.Manager
+	client  *delivery.Client
+
+	cancelW, cancelM context.CancelFunc
+	doneW, doneM     chan struct{}
+}
+
+type sidecarOpts struct {
+	mif     int
+	timeout time.Duration // HTTP timeout; 0 = the default (10 s)
+	policy  statekv.Policy
+	metrics bool
+}
+
+func (e *env) startSidecar(o sidecarOpts) (_ *sidecar, err error) {
+	s := &sidecar{started: time.Now()}
+	defer func() {
+		if err != nil {
+			s.stop()
+		}
+	}()
+	if s.nc, err = e.connect("dojo-webhooks", true); err != nil {
+		return s, err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return s, err
+	}
+	ctx := context.Background()
+	kv, err := statekv.EnsureBucket(ctx, s.js, statekv.BucketConfig{Name: e.bucket})
+	if err != nil {
+		return s, err
+	}
+	if err := consumer.EnsureStreams(ctx, s.js, consumer.StreamsConfig{Names: e.names}); err != nil {
+		return s, err
+	}
+	if o.timeout == 0 {
+		o.timeout = delivery.DefaultTimeout
+	}
+	if o.policy == (statekv.Policy{}) {
+		o.policy = statekv.DefaultPolicy()
+	}
+	s.store = statekv.NewStore(kv)
+	s.watcher = statekv.NewWatcher(s.store, statekv.WatcherOptions{Policy: o.policy, Logger: e.log})
+	s.client = delivery.New(delivery.Options{Timeout: o.timeout, MaxConnsPerHost: max(o.mif, delivery.DefaultMaxConnsPerHost)})
+	cfg := consumer.Config{
+		Names: e.names, Replicas: 1, MaxInFlight: o.mif, Timeout: o.timeout,
+		Instance: benchInstance, UserAgent: benchUserAgent, Policy: o.policy, Logger: e.log,
+		ShutdownGrace: benchShutdownGrace, Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: s.js,
+	}
+	if o.metrics {
+		cfg.Observer = metrics.New(s.watcher, s.js, e.names, e.log)
+	}
+	if s.manager, err = consumer.New(ctx, cfg); err != nil {
+		return s, err
+	}
+	var wctx, mctx context.Context
+	wctx, s.cancelW = context.WithCancel(context.Background())
+	mctx, s.cancelM = context.WithCancel(context.Background())
+	s.doneW, s.doneM = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.doneW)
+		if err := s.watcher.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+			e.log.Error().Err(err).Msg("watcher stopped")
+		}
+	}()
+	go func() {
+		defer close(s.doneM)
+		if err := s.manager.Run(mctx); err != nil {
+			e.log.Error().Err(err).Msg("manager stopped")
+		}
+	}()
+	return s, nil
+}
+
+// stop stops the manager first (in-flight deliveries drain), then the watcher, as serve does.
+func (s *sidecar) stop() {
+	if s.cancelM != nil {
+		s.cancelM()
+		<-s.doneM
+	}
+	if s.cancelW != nil {
+		s.cancelW()
+		<-s.doneW
+	}
+	if s.client != nil {
+		s.client.CloseIdle()
+	}
+	if s.nc != nil {
+		done := make(chan struct{})
+		s.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if s.nc.Drain() != nil {
+			s.nc.Close()
+		} else {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				s.nc.Close()
+			}
+		}
+	}
+}
+
+// waitFor polls cond every poll until it holds or timeout passes.
+func waitFor(timeout, poll time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(poll)
+	}
+}
+
+// waitProgress waits until count() reaches target, failing when it does not
+// move for stall (or overall after limit).
+func waitProgress(target int, stall, limit time.Duration, count func() int) error {
+	deadline := time.Now().Add(limit)
+	last, lastMove := -1, time.Now()
+	for {
+		c := count()
+		if c >= target {
+			return nil
+		}
+		now := time.Now()
+		if c != last {
+			last, lastMove = c, now
+		}
+		if now.Sub(lastMove) > stall {
+			return fmt.Errorf("stalled at %d of %d for %s", c, target, stall)
+		}
+		if now.After(deadline) {
+			return fmt.Errorf("only %d of %d after %s", c, target, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// consumerCount is the number of consumers on the events stream.
+func (e *env) consumerCount() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := e.adminJS.Stream(ctx, e.names.Events)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Consumers, nil
+}
+
+func (e *env) consumerInfo(id string) (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := e.adminJS.Consumer(ctx, e.names.Events, consumer.ConsumerName(id))
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
