@@ -116,7 +116,7 @@ type endpointState struct {
 // consumerDef is the part of a consumer's configuration that follows the record.
 type consumerDef struct {
 	filters []string
-	start   time.Time // zero = deliver new
+	start   time.Time // deliver_from or created_at; zero (a record put by hand) = keep the consumer's own start
 }
 
 func (d consumerDef) equal(o consumerDef) bool {
@@ -256,11 +256,16 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 			st.runner.stop()
 			st.runner = nil
 		}
-		if st.defined && !st.pauseUntil.Equal(heldUntil) {
-			if err := m.pause(ctx, id, heldUntil); err != nil {
+		if !st.pauseUntil.Equal(heldUntil) {
+			// Also when this sidecar never defined it (the record was already invalid
+			// at start-up): `nats consumer info` then shows it held.
+			err := m.pause(ctx, id, heldUntil)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return false
 			}
-			st.pauseUntil = heldUntil
+			if err == nil {
+				st.pauseUntil = heldUntil
+			}
 		}
 		return true
 	}
@@ -268,7 +273,7 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	want := m.definition(rec)
 	pauseUntil := m.pauseFor(rec)
 	if !st.defined || !st.def.equal(want) {
-		if err := m.define(ctx, id, st, want, pauseUntil); err != nil {
+		if err := m.define(ctx, id, st, want, view.Modified, pauseUntil); err != nil {
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("creating or updating the endpoint's consumer failed; retrying")
 			return false
 		}
@@ -346,8 +351,7 @@ func (m *Manager) pauseFor(rec statekv.Record) time.Time {
 	case statekv.StatusActive, statekv.StatusActiveTmp:
 		return time.Time{}
 	case statekv.StatusInactiveTmp:
-		due, _, _ := statekv.NextTimer(rec, m.cfg.Policy)
-		return due.UTC()
+		return statekv.ReactivationTime(rec, m.cfg.Policy).UTC()
 	}
 	return heldUntil
 }
@@ -379,7 +383,7 @@ func (m *Manager) definition(rec statekv.Record) consumerDef {
 // ackWait exceeds the HTTP timeout so a request in flight is never redelivered elsewhere.
 func (m *Manager) ackWait() time.Duration { return m.cfg.Timeout + ackWaitMargin }
 
-func (m *Manager) consumerConfig(id string, def consumerDef, pauseUntil time.Time) jetstream.ConsumerConfig {
+func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil time.Time) jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(id),
 		Description:    "dojo-webhooks endpoint " + id,
@@ -391,8 +395,8 @@ func (m *Manager) consumerConfig(id string, def consumerDef, pauseUntil time.Tim
 		MaxAckPending:  m.cfg.MaxInFlight,
 		Replicas:       m.cfg.Replicas,
 	}
-	if !def.start.IsZero() {
-		start := def.start
+	if !start.IsZero() {
+		start := start.UTC()
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
 	if !pauseUntil.IsZero() {
@@ -403,10 +407,17 @@ func (m *Manager) consumerConfig(id string, def consumerDef, pauseUntil time.Tim
 }
 
 // define creates the endpoint's consumer, or updates its filter, or recreates it
-// when its start moved (a skip): the start of a consumer cannot be updated.
-func (m *Manager) define(ctx context.Context, id string, st *endpointState, want consumerDef, pauseUntil time.Time) error {
+// when its start moved (a skip): the start of a consumer cannot be updated. A
+// record without created_at (put by hand) gets a consumer starting at the time
+// of the revision first seen (modified), so events published after the put but
+// before the consumer existed are not missed.
+func (m *Manager) define(ctx context.Context, id string, st *endpointState, want consumerDef, modified, pauseUntil time.Time) error {
 	name := ConsumerName(id)
-	cfg := m.consumerConfig(id, want, pauseUntil)
+	start := want.start
+	if start.IsZero() {
+		start = modified
+	}
+	cfg := m.consumerConfig(id, want, start, pauseUntil)
 	c, err := m.stream.Consumer(ctx, name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -423,6 +434,11 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 	default:
 		info := c.CachedInfo()
 		have := consumerDef{filters: slices.Sorted(slices.Values(filtersOf(info.Config))), start: startOf(info.Config)}
+		if want.start.IsZero() {
+			// Keep the consumer's own start (it cannot change anyway).
+			have.start = time.Time{}
+			cfg.DeliverPolicy, cfg.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartTime
+		}
 		if !have.start.Equal(want.start) {
 			if st.runner != nil {
 				st.runner.stop()

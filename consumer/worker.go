@@ -157,6 +157,7 @@ func (r *runner) handle(msg jetstream.Msg) {
 		Instance:   firstNonEmpty(hdr.Get(HeaderInstance), m.cfg.Instance),
 		UserAgent:  firstNonEmpty(hdr.Get(HeaderUserAgent), m.cfg.UserAgent),
 		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
+		Secrets: rec.SigningSecrets(m.cfg.Now()),
 	}
 	stopProgress := keepInProgress(msg, m.ackWait()/3)
 	res := m.cfg.Client.Send(m.deliverCtx, req)
@@ -180,13 +181,13 @@ func (r *runner) handle(msg jetstream.Msg) {
 			_ = msg.Nak() // cancelled by shutdown: not the endpoint's fault
 			return
 		}
-		if !r.transition(statekv.TemporaryFailure, res.Note) {
+		if !r.transition(statekv.Event{Input: statekv.TemporaryFailure, Note: res.Note, RetryAt: res.RetryAfter}) {
 			_ = msg.NakWithDelay(reconcileRetry)
 			return
 		}
 		_ = msg.Nak() // kept; redelivered when the consumer resumes
 	case delivery.Permanent:
-		if !r.transition(statekv.PermanentFailure, res.Note) {
+		if !r.transition(statekv.Event{Input: statekv.PermanentFailure, Note: res.Note}) {
 			_ = msg.NakWithDelay(reconcileRetry)
 			return
 		}
@@ -203,12 +204,13 @@ func (r *runner) handle(msg jetstream.Msg) {
 // longer be sent to, pauses its consumer at once (before the NAK, so that the
 // server does not hand the event straight back). It reports whether the record
 // was written or already reflected the failure.
-func (r *runner) transition(in statekv.Input, note string) bool {
+func (r *runner) transition(ev statekv.Event) bool {
 	m := r.m
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	before, _ := m.cfg.Watcher.Get(r.id)
-	entry, changed, err := m.cfg.Store.Apply(ctx, r.id, statekv.Event{Input: in, Note: note}, m.cfg.Now, m.cfg.Policy)
+	in := ev.Input
+	entry, changed, err := m.cfg.Store.Apply(ctx, r.id, ev, m.cfg.Now, m.cfg.Policy)
 	if err != nil {
 		m.log.Error().Str("endpoint", r.id).Str("outcome", in.String()).Err(err).Msg("state transition not written")
 		return false
