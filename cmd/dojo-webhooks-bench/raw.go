@@ -229,7 +229,7 @@ func (e *env) rawJS(n, mif int, maxDur time.Duration, withSync bool) (map[string
 	deadline := start.Add(maxDur)
 	got := 0
 	for got < n && time.Now().Before(deadline) {
-		batch, err := fc.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := fc.Fetch(min(256, n-got), jetstream.FetchMaxWait(2*time.Second)) // a fetch waits for a full batch
 		if err != nil {
 			return nil, fmt.Errorf("raw fetch: %w", err)
 		}
