@@ -19,9 +19,11 @@ import (
 const (
 	DefaultMaxInFlight   = 1
 	DefaultShutdownGrace = 15 * time.Second
-	// ackWaitMargin is added to the HTTP timeout to make the consumer's AckWait,
-	// so that a request in flight is never handed to another replica.
-	ackWaitMargin = 30 * time.Second
+	// AckWait is how long the server waits for an ack before it hands the event to
+	// another sidecar. A delivery in progress tells the server so every AckWait/3,
+	// however long the HTTP timeout; a sidecar that died without NAKing (SIGKILL)
+	// has its events redelivered after AckWait.
+	AckWait = 10 * time.Second
 	// reconcileRetry is how long a failed consumer operation waits before it is tried again.
 	reconcileRetry = time.Second
 )
@@ -380,8 +382,8 @@ func (m *Manager) definition(rec statekv.Record) consumerDef {
 	return consumerDef{filters: filters, start: start.UTC()}
 }
 
-// ackWait exceeds the HTTP timeout so a request in flight is never redelivered elsewhere.
-func (m *Manager) ackWait() time.Duration { return m.cfg.Timeout + ackWaitMargin }
+// ackWait is the consumers' AckWait; handlers keep it from expiring while they work.
+func (m *Manager) ackWait() time.Duration { return AckWait }
 
 func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil time.Time) jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{

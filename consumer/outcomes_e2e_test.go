@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -110,22 +111,22 @@ func TestTwoReplicasShareTheWork(t *testing.T) {
 	}
 }
 
-// A sidecar restarted with another MaxInFlight and HTTP timeout updates the
-// existing consumers (MaxAckPending, AckWait) and keeps delivering.
+// A sidecar restarted with another MaxInFlight updates the existing consumers
+// (MaxAckPending) and keeps delivering; AckWait does not depend on the HTTP timeout.
 func TestRestartWithNewSettingsUpdatesConsumers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	r := h.newReceiver(http.StatusOK)
 	h.addEndpoint("cfg", r.URL())
 	info := h.waitConsumer("cfg", func(*jetstream.ConsumerInfo) bool { return true })
-	if info.Config.MaxAckPending != 1 || info.Config.AckWait != h.opts.Timeout+30*time.Second {
+	if info.Config.MaxAckPending != 1 || info.Config.AckWait != consumer.AckWait {
 		t.Errorf("consumer: max ack pending %d, ack wait %s", info.Config.MaxAckPending, info.Config.AckWait)
 	}
 	h.stopSidecar()
 	h.opts.MaxInFlight, h.opts.Timeout = 3, 5*time.Second
 	h.resumeSidecar()
 	h.waitConsumer("cfg", func(i *jetstream.ConsumerInfo) bool {
-		return i.Config.MaxAckPending == 3 && i.Config.AckWait == 35*time.Second
+		return i.Config.MaxAckPending == 3 && i.Config.AckWait == consumer.AckWait
 	})
 	h.publish("ping", eventBody("ping", 1), map[string]string{nats.MsgIdHdr: "after-restart"})
 	r.waitID(t, "after-restart")

@@ -159,9 +159,9 @@ func (r *runner) handle(msg jetstream.Msg) {
 		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
 		Secrets: rec.SigningSecrets(m.cfg.Now()),
 	}
-	stopProgress := keepInProgress(msg, m.ackWait()/3)
+	// In progress until acked, NAKed or terminated: the request and the writes after it.
+	defer keepInProgress(msg, m.ackWait()/3)()
 	res := m.cfg.Client.Send(m.deliverCtx, req)
-	stopProgress()
 	if m.cfg.Observer != nil {
 		m.cfg.Observer.Delivered(r.id, event, res)
 	}

@@ -132,7 +132,7 @@ func statusCommand(ctx context.Context, cfg Config, args []string, sio stdio) er
 		if e.PausedUntil != nil {
 			paused = e.PausedUntil.Format(time.RFC3339)
 			if e.PausedUntil.Year() >= 2999 {
-				paused = "resumed by hand"
+				paused = "until activated"
 			}
 		}
 		if e.LastError != nil {
