@@ -13,6 +13,8 @@ COPY --from=build /out/dojo-webhooks /usr/local/bin/dojo-webhooks
 USER nonroot:nonroot
 # The embedded server's store, when NATS_URL is empty.
 ENV DOJO_WEBHOOKS_DATA_DIR=/home/nonroot/data
+# Reachable from outside the container (the binary's own default is loopback).
+ENV DOJO_WEBHOOKS_HTTP_ADDR=:8080
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/usr/local/bin/dojo-webhooks", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/dojo-webhooks"]

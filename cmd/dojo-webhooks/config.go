@@ -42,7 +42,7 @@ type Config struct {
 	ReactivateAfter time.Duration `env:"DOJO_WEBHOOKS_REACTIVATE_AFTER" envDefault:"60s" help:"inactive_tmp -> active_tmp this long after the last error"`
 	RecoverAfter    time.Duration `env:"DOJO_WEBHOOKS_RECOVER_AFTER" envDefault:"24h" help:"active_tmp -> active once the last error is older than this"`
 	GiveUpAfter     time.Duration `env:"DOJO_WEBHOOKS_GIVE_UP_AFTER" envDefault:"24h" help:"a temporary failure this long after the outage began is permanent"`
-	HTTPAddr        string        `env:"DOJO_WEBHOOKS_HTTP_ADDR" envDefault:":8080" help:"HTTP listen address (/healthz, /readyz); off = no HTTP server"`
+	HTTPAddr        string        `env:"DOJO_WEBHOOKS_HTTP_ADDR" envDefault:"127.0.0.1:8080" help:"HTTP listen address (/healthz, /readyz, /metrics, /ingest); loopback by default, :8080 for all interfaces; off = no HTTP server"`
 	DataDir         string        `env:"DOJO_WEBHOOKS_DATA_DIR" envDefault:"data" help:"embedded server's JetStream store directory"`
 	NATSHost        string        `env:"DOJO_WEBHOOKS_NATS_HOST" envDefault:"127.0.0.1" help:"embedded server's client listen host (loopback: reachable by the nats CLI on this machine only)"`
 	NATSPort        int           `env:"DOJO_WEBHOOKS_NATS_PORT" envDefault:"4222" help:"embedded server's client port; the CLI commands connect here when NATS_URL is empty"`
