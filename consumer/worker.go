@@ -41,6 +41,13 @@ const (
 // opTimeout bounds the NATS operations of one delivery (transition, dead letter).
 const opTimeout = 10 * time.Second
 
+// pullExpiry and pullHeartbeat bound how long a consumer whose leader moved goes
+// unnoticed (costs one heartbeat per pullHeartbeat per idle endpoint and sidecar).
+const (
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
+
 // notDeliverableDelay spaces out redeliveries that race with a pause.
 const notDeliverableDelay = 100 * time.Millisecond
 
@@ -65,6 +72,11 @@ func (m *Manager) startRunner(id string) (*runner, error) {
 	batch := max(2*m.cfg.MaxInFlight, 16)
 	cc, err := cons.Consume(r.dispatch,
 		jetstream.PullMaxMessages(batch),
+		// Short pulls with frequent heartbeats: when the server leading this consumer
+		// dies, its pending pull vanishes silently; missing heartbeats (2 × 2 s) make
+		// the client pull again from the new leader instead of after nats.go's 30 s.
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				select { // the consumer was recreated (a skip) or removed: look again

@@ -71,9 +71,23 @@ func NewWatcher(store *Store, opts WatcherOptions) *Watcher {
 	}
 }
 
+// bucketCheckInterval is how often a running watcher checks that its bucket
+// still exists (a deleted bucket sends no KV update of its own).
+const bucketCheckInterval = 2 * time.Second
+
+// ErrBucketDeleted is the Err of every view while the bucket is gone: every
+// endpoint is held until the bucket exists again.
+var ErrBucketDeleted = errors.New("KV bucket deleted: deliveries held until it is recreated")
+
 // Run watches the bucket until ctx is done, then stops its timers and returns
-// ctx's error. It returns earlier only if the watch cannot be started.
+// ctx's error. It returns earlier only if the watch cannot be started. If the
+// bucket is deleted while it runs, every endpoint is held (its view gets
+// ErrBucketDeleted) until the bucket exists again, then the records are reloaded.
 func (w *Watcher) Run(ctx context.Context) error {
+	created, err := w.bucketCreated(ctx)
+	if err != nil {
+		return fmt.Errorf("watch KV bucket %s: %w", w.store.kv.Bucket(), err)
+	}
 	kw, err := w.store.kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch KV bucket %s: %w", w.store.kv.Bucket(), err)
@@ -85,7 +99,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.runTimers(ctx)
 	}()
 	defer func() {
-		_ = kw.Stop()
 		w.mu.Lock()
 		for id, t := range w.timers {
 			t.Stop()
@@ -95,21 +108,126 @@ func (w *Watcher) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	for {
+		gone, err := w.watch(ctx, kw, created)
+		_ = kw.Stop()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return err
+		}
+		if !gone {
+			continue
+		}
+		w.log.Error().Str("bucket", w.store.kv.Bucket()).Msg("KV bucket deleted under the sidecar: every endpoint is held until it is recreated (restart a sidecar, or endpoint add, creates it)")
+		w.holdAll()
+		if created, kw, err = w.waitForBucket(ctx); err != nil {
+			return ctx.Err()
+		}
+		w.log.Info().Str("bucket", w.store.kv.Bucket()).Msg("KV bucket exists again: reloading the endpoint records")
+	}
+}
+
+// watch applies the updates of one watch until ctx is done or the bucket is
+// gone (deleted, or deleted and created again since created).
+func (w *Watcher) watch(ctx context.Context, kw jetstream.KeyWatcher, created time.Time) (gone bool, err error) {
+	check := time.NewTicker(bucketCheckInterval)
+	defer check.Stop()
+	seen := map[string]bool{} // keys of the initial values: views of other keys are dropped at the marker
+	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, nil
+		case <-check.C:
+			c, err := w.bucketCreated(ctx)
+			if isBucketGone(err) || (err == nil && !c.Equal(created)) {
+				return true, nil
+			}
+			// Other errors (NATS unreachable) are the connection's business: keep watching.
 		case e, ok := <-kw.Updates():
 			if !ok {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return false, nil
 				}
-				return fmt.Errorf("watch KV bucket %s: updates closed", w.store.kv.Bucket())
+				return false, fmt.Errorf("watch KV bucket %s: updates closed", w.store.kv.Bucket())
 			}
 			if e == nil {
+				if seen != nil {
+					w.dropUnseen(seen)
+					seen = nil
+				}
 				w.syncOnce.Do(func() { close(w.synced) })
 				continue
 			}
+			if seen != nil {
+				seen[e.Key()] = true
+			}
 			w.apply(ctx, e)
+		}
+	}
+}
+
+// bucketCreated returns when the bucket's stream was created.
+func (w *Watcher) bucketCreated(ctx context.Context) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, bucketCheckInterval)
+	defer cancel()
+	st, err := w.store.kv.Status(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		return bs.StreamInfo().Created, nil
+	}
+	return time.Time{}, nil
+}
+
+func isBucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// waitForBucket polls until the bucket exists again and starts a new watch on it.
+func (w *Watcher) waitForBucket(ctx context.Context) (time.Time, jetstream.KeyWatcher, error) {
+	t := time.NewTicker(bucketCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, nil, ctx.Err()
+		case <-t.C:
+		}
+		created, err := w.bucketCreated(ctx)
+		if err != nil {
+			continue
+		}
+		kw, err := w.store.kv.WatchAll(ctx)
+		if err != nil {
+			continue
+		}
+		return created, kw, nil
+	}
+}
+
+// holdAll marks every view as held and stops their timers.
+func (w *Watcher) holdAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, v := range w.views {
+		v.Err = ErrBucketDeleted
+		w.views[id] = v
+		w.stopTimerLocked(id)
+		w.markLocked(id)
+	}
+}
+
+// dropUnseen removes the views of keys the reloaded bucket does not hold.
+func (w *Watcher) dropUnseen(seen map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range w.views {
+		if !seen[id] {
+			delete(w.views, id)
+			w.stopTimerLocked(id)
+			w.markLocked(id)
 		}
 	}
 }
