@@ -71,6 +71,9 @@ func TestMain(m *testing.M) {
 // binary builds ../cmd/dojo-webhooks with -race once per test run.
 func binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skips the tests that build and run the binary")
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "dojo-webhooks-faults")
 		if binErr != nil {

@@ -377,3 +377,13 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// describeConsumer says where an endpoint's consumer stands (for stall errors).
+func (e *env) describeConsumer(id string) string {
+	i, err := e.consumerInfo(id)
+	if err != nil {
+		return "consumer info: " + err.Error()
+	}
+	return fmt.Sprintf("consumer %s: delivered stream seq %d, ack floor %d, ack pending %d, pending %d, waiting pulls %d, redelivered %d, paused %v",
+		i.Name, i.Delivered.Stream, i.AckFloor.Stream, i.NumAckPending, i.NumPending, i.NumWaiting, i.NumRedelivered, i.Paused)
+}

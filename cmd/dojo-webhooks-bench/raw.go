@@ -151,7 +151,7 @@ func (e *env) rawConsumerConfig(name string, mif int, start time.Time) jetstream
 		Durable:        name,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        delivery.DefaultTimeout + 30*time.Second,
+		AckWait:        consumer.AckWait,
 		MaxDeliver:     -1,
 		FilterSubjects: []string{prefix + ".events.>", prefix + ".replay." + name + ".>"},
 		MaxAckPending:  mif,

@@ -87,6 +87,7 @@ type epStats struct {
 	seen   []uint64 // bitset of sequences
 	first  int64    // nowNS of the first and last receipt
 	last   int64
+	maxGap int64   // longest time between two receipts, ns
 	lats   []int64 // publish→receipt, ns (when recording)
 
 	hang atomic.Bool  // hold requests until the client gives up
@@ -99,6 +100,9 @@ func (st *epStats) add(now int64, seq int, ts int64, ok, record bool) {
 		st.first = now
 	}
 	if now > st.last {
+		if st.n > 0 && now-st.last > st.maxGap {
+			st.maxGap = now - st.last
+		}
 		st.last = now
 	}
 	st.n++
@@ -121,13 +125,14 @@ func (st *epStats) add(now int64, seq int, ts int64, ok, record bool) {
 type epSnapshot struct {
 	n, unique   int
 	first, last int64
+	maxGap      int64
 	lats        []int64
 }
 
 func (st *epStats) snapshot(withLats bool) epSnapshot {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s := epSnapshot{n: st.n, unique: st.unique, first: st.first, last: st.last}
+	s := epSnapshot{n: st.n, unique: st.unique, first: st.first, last: st.last, maxGap: st.maxGap}
 	if withLats {
 		s.lats = append([]int64(nil), st.lats...)
 	}
@@ -142,7 +147,7 @@ func (st *epStats) counts() (n, unique int) {
 
 func (st *epStats) reset() {
 	st.mu.Lock()
-	st.n, st.unique, st.first, st.last = 0, 0, 0, 0
+	st.n, st.unique, st.first, st.last, st.maxGap = 0, 0, 0, 0, 0
 	clear(st.seen)
 	st.lats = st.lats[:0]
 	st.mu.Unlock()
@@ -253,6 +258,15 @@ func (rc *receiver) span(eps []int) (n, unique int, first, last int64) {
 		unique += s.unique
 	}
 	return n, unique, first, last
+}
+
+// maxGapMS is the longest pause between two receipts of one endpoint, over eps.
+func (rc *receiver) maxGapMS(eps []int) float64 {
+	var g int64
+	for _, i := range eps {
+		g = max(g, rc.eps[i].snapshot(false).maxGap)
+	}
+	return float64(g) / 1e6
 }
 
 func (rc *receiver) latencies(eps []int) []int64 {
