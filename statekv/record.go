@@ -214,7 +214,7 @@ func (r Record) Validate() error {
 		return bad("field header_value: set without header_name")
 	}
 	if r.HeaderName != "" {
-		if !isToken(r.HeaderName) {
+		if !ValidHeaderName(r.HeaderName) {
 			return bad("field header_name: %q is not a valid HTTP header name", r.HeaderName)
 		}
 		if len(r.HeaderName) > MaxHeaderLength || len(r.HeaderValue) > MaxHeaderLength {
@@ -412,8 +412,8 @@ func abbreviate(raw json.RawMessage) string {
 	return s
 }
 
-// isToken reports whether s is an RFC 7230 token (a valid header field name).
-func isToken(s string) bool {
+// ValidHeaderName reports whether s is an RFC 9110 token (a valid header field name).
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

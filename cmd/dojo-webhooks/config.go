@@ -152,7 +152,7 @@ func (c Config) validate() error {
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
-	if c.IngestToken != "" && !validHeaderName(c.IngestHeader) {
+	if c.IngestToken != "" && !statekv.ValidHeaderName(c.IngestHeader) {
 		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
@@ -237,8 +237,4 @@ func printEnvHelp(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Tag.Get("env"), def, f.Tag.Get("help"))
 	}
 	tw.Flush()
-}
-
-func validHeaderName(s string) bool {
-	return regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$").MatchString(s)
 }

@@ -276,13 +276,9 @@ func (c *cli) ping(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.withStore(ctx, func(ctx context.Context) error {
-		e, err := c.store.Get(ctx, id)
+		res, err := c.pingStored(ctx, id, "")
 		if err != nil {
 			return err
-		}
-		res := c.sendPing(ctx, e.Record)
-		if res.Class != delivery.Success {
-			return fmt.Errorf("ping to %s failed (%s: %s)", e.Record.URL, res.Class, res.Note)
 		}
 		fmt.Fprintf(c.sio.out, "ping to %s answered %d in %s\n", id, res.StatusCode, res.Duration.Round(time.Millisecond))
 		return nil
@@ -295,16 +291,24 @@ func (c *cli) activate(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.withStore(ctx, func(ctx context.Context) error {
-		e, err := c.store.Get(ctx, id)
-		if err != nil {
+		if _, err := c.pingStored(ctx, id, "; endpoint left as it was"); err != nil {
 			return err
-		}
-		res := c.sendPing(ctx, e.Record)
-		if res.Class != delivery.Success {
-			return fmt.Errorf("ping to %s failed (%s: %s); endpoint left %s", e.Record.URL, res.Class, res.Note, e.Record.Status)
 		}
 		return c.applyUser(ctx, id, statekv.Event{Input: statekv.UserActivate})
 	})
+}
+
+// pingStored pings a stored endpoint; a failed ping is an error ending with suffix.
+func (c *cli) pingStored(ctx context.Context, id, suffix string) (delivery.Result, error) {
+	e, err := c.store.Get(ctx, id)
+	if err != nil {
+		return delivery.Result{}, err
+	}
+	res := c.sendPing(ctx, e.Record)
+	if res.Class != delivery.Success {
+		return res, fmt.Errorf("ping to %s failed (%s: %s)%s", e.Record.URL, res.Class, res.Note, suffix)
+	}
+	return res, nil
 }
 
 func (c *cli) deactivate(ctx context.Context, args []string) error {

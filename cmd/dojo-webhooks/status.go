@@ -56,17 +56,14 @@ func statusCommand(ctx context.Context, cfg Config, args []string, sio stdio) er
 	if len(pos) > 0 {
 		return usageError{fmt.Errorf("status: unexpected argument %q", pos[0])}
 	}
-	ctx, cancel := context.WithTimeout(ctx, cliTimeout)
-	defer cancel()
-	nc, err := cfg.connectCLI()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("JetStream: %w", err)
-	}
+	return withJetStream(ctx, cfg, func(ctx context.Context, js jetstream.JetStream) error {
+		return printStatus(ctx, cfg, js, *asJSON, sio)
+	})
+}
+
+// printStatus reads and prints the status screen.
+func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON bool, sio stdio) error {
+	nc := js.Conn()
 	var rep statusReport
 	rep.NATS.URL = nc.ConnectedUrlRedacted()
 	rep.NATS.Embedded = cfg.NATSURL == ""
@@ -103,7 +100,7 @@ func statusCommand(ctx context.Context, cfg Config, args []string, sio stdio) er
 		rep.Endpoints = append(rep.Endpoints, fill(endpointStatus{ID: inv.ID, Status: "invalid", Note: inv.Err.Error()}, snap.Endpoints[inv.ID]))
 	}
 	sort.Slice(rep.Endpoints, func(i, j int) bool { return rep.Endpoints[i].ID < rep.Endpoints[j].ID })
-	if *asJSON {
+	if asJSON {
 		if rep.Endpoints == nil {
 			rep.Endpoints = []endpointStatus{}
 		}
