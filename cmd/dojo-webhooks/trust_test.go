@@ -56,6 +56,23 @@ func TestSecretAddAndRotate(t *testing.T) {
 			t.Fatalf("a receiver holding one of the secrets cannot verify: %v", err)
 		}
 	}
+	// After the overlap only the new secret signs.
+	env["DOJO_WEBHOOKS_SECRET_OVERLAP"] = "100ms"
+	res = runCmd(t, env, "", "endpoint", "rotate-secret", "signed")
+	third := secretLine.FindString(res.stdout)
+	until := getRecord(t, kvOf(t, s.ClientURL()), "signed").PreviousSecretUntil
+	waitFor(t, 5*time.Second, "the end of the overlap", func() bool { return time.Now().After(until) })
+	if res := runCmd(t, env, "", "endpoint", "ping", "signed"); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	hdrs, bodies = r.requests()
+	last = hdrs[len(hdrs)-1]
+	if n := len(strings.Fields(last.Get("webhook-signature"))); n != 1 {
+		t.Fatalf("%d signatures after the overlap, want 1", n)
+	}
+	if err := delivery.Verify([]string{third}, last, []byte(bodies[len(bodies)-1]), time.Now(), 0); err != nil {
+		t.Fatalf("not signed with the newest secret: %v", err)
+	}
 	if res := runCmd(t, env, "", "endpoint", "add", "x", "--url", r.URL, "--secret", "whsec_abc"); res.code != 2 || strings.Contains(res.stderr, "whsec_abc") {
 		t.Fatalf("a secret on the command line: %d %q", res.code, res.stderr)
 	}
