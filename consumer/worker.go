@@ -69,7 +69,11 @@ func (m *Manager) startRunner(id string) (*runner, error) {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(id), err)
 	}
 	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight), finished: make(chan struct{})}
-	batch := max(2*m.cfg.MaxInFlight, 16)
+	// The server hands out at most MaxInFlight at a time whatever the batch; a
+	// large batch keeps a pull open. With a small one, nats.go v1.55.0 can leave a
+	// MaxAckPending=1 consumer with no pull outstanding until the next missed
+	// heartbeat (seconds without deliveries: measured by the bench command).
+	batch := max(2*m.cfg.MaxInFlight, 256)
 	cc, err := cons.Consume(r.dispatch,
 		jetstream.PullMaxMessages(batch),
 		// Short pulls with frequent heartbeats: when the server leading this consumer
