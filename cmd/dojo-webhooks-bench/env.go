@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,20 @@ type env struct {
 	pub     *nats.Conn
 	pubJS   jetstream.JetStream
 	pubErrs atomic.Int64
+
+	// publish→PubAck latencies of bench bodies carrying a publish time, while trackAcks.
+	trackAcks atomic.Bool
+	ackMu     sync.Mutex
+	ackLats   []int64
+}
+
+// takeAckLats returns and clears the recorded publish→PubAck latencies.
+func (e *env) takeAckLats() []int64 {
+	e.ackMu.Lock()
+	defer e.ackMu.Unlock()
+	out := e.ackLats
+	e.ackLats = nil
+	return out
 }
 
 func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
@@ -91,7 +106,18 @@ func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
 	}
 	e.pubJS, err = jetstream.New(e.pub,
 		jetstream.WithPublishAsyncMaxPending(4000),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, _ error) { e.pubErrs.Add(1) }))
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, _ error) { e.pubErrs.Add(1) }),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			if !e.trackAcks.Load() {
+				return
+			}
+			if _, ts, ok := parseBody(m.Data); ok && ts > 0 {
+				now := nowNS()
+				e.ackMu.Lock()
+				e.ackLats = append(e.ackLats, now-ts)
+				e.ackMu.Unlock()
+			}
+		}))
 	if err != nil {
 		return e, err
 	}

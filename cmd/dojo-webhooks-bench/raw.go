@@ -96,30 +96,32 @@ func rawHTTPRate(rc *receiver, eps []int, conc, n int, maxDur time.Duration) (fl
 	return rate(cnt, first, last), nil
 }
 
-// rawHTTPLatency POSTs at perSecond for dur to one endpoint, one goroutine per
-// request, and returns send→receipt latencies.
-func rawHTTPLatency(rc *receiver, ep, perSecond int, dur time.Duration) ([]int64, error) {
+// rawHTTPLatency POSTs each event at perSecond for dur to every endpoint of
+// eps, one goroutine per request, and returns send→receipt latencies.
+func rawHTTPLatency(rc *receiver, eps []int, perSecond int, dur time.Duration) ([]int64, error) {
 	rc.reset()
 	rc.record.Store(true)
 	defer func() { rc.record.Store(false); rc.reset() }()
-	c := rawClient(16)
+	c := rawClient(16 * len(eps))
 	defer c.CloseIdleConnections()
 	var firstErr atomic.Value
 	n := paced(perSecond, dur, func(i int) {
-		go func() {
-			if err := rawPost(c, rc.urls[ep], i, nowNS()); err != nil {
-				firstErr.CompareAndSwap(nil, err)
-			}
-		}()
+		for _, ep := range eps {
+			go func() {
+				if err := rawPost(c, rc.urls[ep], i, nowNS()); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}()
+		}
 	})
-	err := waitProgress(n, 10*time.Second, time.Minute, func() int { return rc.uniqueOf([]int{ep}) })
+	err := waitProgress(n*len(eps), 10*time.Second, time.Minute, func() int { return rc.uniqueOf(eps) })
 	if e, _ := firstErr.Load().(error); e != nil {
 		err = e
 	}
 	if err != nil {
 		return nil, fmt.Errorf("raw HTTP latency: %w", err)
 	}
-	return rc.latencies([]int{ep}), nil
+	return rc.latencies(eps), nil
 }
 
 // rawStream creates a stream configured like the events stream (file storage,
@@ -257,9 +259,10 @@ func (e *env) rawJS(n, mif int, maxDur time.Duration, withSync bool) (map[string
 }
 
 // rawJSLatency publishes at perSecond for dur (async, publish time in the
-// body, from the TCP publisher) and consumes with an ack window of mif (the
-// sidecar's in-process connection): publish→handler latencies.
-func (e *env) rawJSLatency(mif, perSecond int, dur time.Duration) ([]int64, error) {
+// body, from the TCP publisher) and consumes with consumers pull consumers,
+// each with an ack window of mif (the sidecar's in-process connection):
+// publish→handler latencies.
+func (e *env) rawJSLatency(mif, consumers, perSecond int, dur time.Duration) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, subj, err := e.rawStream(ctx)
@@ -267,27 +270,29 @@ func (e *env) rawJSLatency(mif, perSecond int, dur time.Duration) ([]int64, erro
 		return nil, err
 	}
 	defer func() { _ = e.adminJS.DeleteStream(context.Background(), e.rawName) }()
-	cfg := e.rawConsumerConfig("raw_latency", mif, time.Time{})
-	cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	cons, err := s.CreateOrUpdateConsumer(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
 	var mu sync.Mutex
 	var lats []int64
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		now := nowNS()
-		if _, ts, ok := parseBody(m.Data()); ok {
-			mu.Lock()
-			lats = append(lats, now-ts)
-			mu.Unlock()
+	for i := range consumers {
+		cfg := e.rawConsumerConfig(fmt.Sprintf("raw_latency_%d", i), mif, time.Time{})
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		cons, err := s.CreateOrUpdateConsumer(ctx, cfg)
+		if err != nil {
+			return nil, err
 		}
-		_ = m.Ack()
-	}, jetstream.PullMaxMessages(max(2*mif, 16)))
-	if err != nil {
-		return nil, err
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			now := nowNS()
+			if _, ts, ok := parseBody(m.Data()); ok {
+				mu.Lock()
+				lats = append(lats, now-ts)
+				mu.Unlock()
+			}
+			_ = m.Ack()
+		}, jetstream.PullMaxMessages(max(2*mif, 16)))
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Stop()
 	}
-	defer cc.Stop()
 	var pubErr atomic.Value
 	n := paced(perSecond, dur, func(i int) {
 		if _, err := e.pubJS.PublishAsync(subj, eventBody(i, nowNS())); err != nil {
@@ -297,7 +302,7 @@ func (e *env) rawJSLatency(mif, perSecond int, dur time.Duration) ([]int64, erro
 	if err, _ := pubErr.Load().(error); err != nil {
 		return nil, err
 	}
-	if err := waitProgress(n, 10*time.Second, time.Minute, func() int { mu.Lock(); defer mu.Unlock(); return len(lats) }); err != nil {
+	if err := waitProgress(n*consumers, 10*time.Second, time.Minute, func() int { mu.Lock(); defer mu.Unlock(); return len(lats) }); err != nil {
 		return nil, fmt.Errorf("raw JetStream latency: %w", err)
 	}
 	mu.Lock()
@@ -362,8 +367,8 @@ func (e *env) rawJSFanout(endpoints, events, mif int, maxDur time.Duration) (flo
 }
 
 // rawConsumerCreate creates n consumers configured like endpoint consumers,
-// one after the other, on a fresh stream: the server's own pace.
-func (e *env) rawConsumerCreate(n, mif int) (time.Duration, error) {
+// par at a time (1: one after the other), on a fresh stream: the server's own pace.
+func (e *env) rawConsumerCreate(n, mif, par int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, _, err := e.rawStream(ctx)
@@ -373,10 +378,24 @@ func (e *env) rawConsumerCreate(n, mif int) (time.Duration, error) {
 	defer func() { _ = e.adminJS.DeleteStream(context.Background(), e.rawName) }()
 	now := time.Now()
 	start := time.Now()
-	for i := range n {
-		if _, err := s.CreateConsumer(ctx, e.rawConsumerConfig(fmt.Sprintf("raw_%04d", i), mif, now)); err != nil {
-			return 0, err
-		}
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if _, err := s.CreateConsumer(ctx, e.rawConsumerConfig(fmt.Sprintf("raw_%04d", i), mif, now)); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
 	}
 	return time.Since(start), nil
 }
