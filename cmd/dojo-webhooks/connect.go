@@ -83,7 +83,10 @@ func (c Config) connectSidecar(ctx context.Context, embeddedServer *server.Serve
 		// publisher retries), and acks are redelivered rather than replayed late.
 		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return // our own shutdown
+			}
 			log.Warn().Err(err).Msg("NATS disconnected; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
