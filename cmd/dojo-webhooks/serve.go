@@ -74,6 +74,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 
+	// Listen before any goroutine starts, so that a taken port fails start-up cleanly.
+	var ln net.Listener
+	if cfg.HTTPAddr != "off" {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("DOJO_WEBHOOKS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+
 	parent := ctx
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -105,11 +113,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Names: cfg.names(), MaxBodyBytes: cfg.IngestMaxBytes, Token: cfg.IngestToken, TokenHeader: cfg.IngestHeader,
 		Connected: nc.IsConnected, Received: metric.Received,
 	})
-	if cfg.HTTPAddr != "off" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("DOJO_WEBHOOKS_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
-		}
+	if ln != nil {
 		mux := h.mux()
 		mux.Handle("/ingest", bridge)
 		mux.Handle("GET /metrics", metric.Handler())
