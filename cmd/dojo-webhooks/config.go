@@ -46,7 +46,7 @@ type Config struct {
 	DataDir         string        `env:"DOJO_WEBHOOKS_DATA_DIR" envDefault:"data" help:"embedded server's JetStream store directory"`
 	NATSHost        string        `env:"DOJO_WEBHOOKS_NATS_HOST" envDefault:"127.0.0.1" help:"embedded server's client listen host (loopback: reachable by the nats CLI on this machine only)"`
 	NATSPort        int           `env:"DOJO_WEBHOOKS_NATS_PORT" envDefault:"4222" help:"embedded server's client port; the CLI commands connect here when NATS_URL is empty"`
-	ConnectWait     time.Duration `env:"DOJO_WEBHOOKS_CONNECT_WAIT" envDefault:"30s" help:"how long start-up waits for NATS_URL to answer before giving up"`
+	ConnectWait     time.Duration `env:"DOJO_WEBHOOKS_CONNECT_WAIT" envDefault:"30s" help:"how long start-up waits for NATS_URL to answer, and for JetStream to place the bucket and streams, before giving up"`
 	UserAgent       string        `env:"DOJO_WEBHOOKS_USER_AGENT" envDefault:"DefectDojo-dojo-webhooks" help:"default User-Agent of deliveries (a publisher's User-Agent header overrides it)"`
 	MaxInFlight     int           `env:"DOJO_WEBHOOKS_MAX_IN_FLIGHT" envDefault:"1" help:"requests in flight per endpoint and sidecar; 1 delivers in publish order, also across retries"`
 	EventsMaxAge    time.Duration `env:"DOJO_WEBHOOKS_EVENTS_MAX_AGE" envDefault:"168h" help:"how long the events stream keeps an event: the bound on an endpoint's backlog and on replay --since"`

@@ -52,11 +52,17 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-	kv, err := statekv.EnsureBucket(ctx, js, statekv.BucketConfig{Name: cfg.Bucket, Replicas: cfg.Replicas, History: cfg.History})
+	// A cluster that is still forming (a peer offline, no leader yet) refuses to
+	// place the bucket and streams: wait for it as for the connection.
+	var kv jetstream.KeyValue
+	err = untilReady(ctx, cfg.ConnectWait, log, func(ctx context.Context) error {
+		var err error
+		if kv, err = statekv.EnsureBucket(ctx, js, statekv.BucketConfig{Name: cfg.Bucket, Replicas: cfg.Replicas, History: cfg.History}); err != nil {
+			return err
+		}
+		return consumer.EnsureStreams(ctx, js, cfg.streams())
+	})
 	if err != nil {
-		return err
-	}
-	if err := consumer.EnsureStreams(ctx, js, cfg.streams()); err != nil {
 		return err
 	}
 	store := statekv.NewStore(kv)
@@ -161,6 +167,23 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	wg.Wait()
 	log.Info().Msg("stopped")
 	return runErr
+}
+
+// untilReady retries f every second until it succeeds or wait has passed since the first try.
+func untilReady(ctx context.Context, wait time.Duration, log zerolog.Logger, f func(context.Context) error) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := f(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		log.Warn().Err(err).Msg("JetStream not ready for the bucket and streams yet; retrying")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func drain(nc *nats.Conn, log zerolog.Logger) {
