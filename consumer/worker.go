@@ -59,7 +59,6 @@ type runner struct {
 	stopping atomic.Bool
 	sem      chan struct{}
 	inflight sync.WaitGroup
-	finished chan struct{}
 	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself
 }
 
@@ -68,7 +67,7 @@ func (m *Manager) startRunner(id string) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(id), err)
 	}
-	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight), finished: make(chan struct{})}
+	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight)}
 	// The server hands out at most MaxInFlight at a time whatever the batch; a
 	// large batch keeps a pull open. With a small one, nats.go v1.55.0 can leave a
 	// MaxAckPending=1 consumer with no pull outstanding until the next missed
@@ -100,7 +99,6 @@ func (m *Manager) startRunner(id string) (*runner, error) {
 		defer m.runners.Done()
 		<-cc.Closed()
 		r.inflight.Wait()
-		close(r.finished)
 	}()
 	return r, nil
 }

@@ -214,6 +214,11 @@ func (c Config) deliveryOptions() delivery.Options {
 	return o
 }
 
+// bucket describes the endpoint bucket.
+func (c Config) bucket() statekv.BucketConfig {
+	return statekv.BucketConfig{Name: c.Bucket, Replicas: c.Replicas, History: c.History}
+}
+
 // names are the streams and subjects derived from the prefix.
 func (c Config) names() consumer.Names { return consumer.NamesFor(c.SubjectPrefix) }
 

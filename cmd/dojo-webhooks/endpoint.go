@@ -52,41 +52,21 @@ func endpointCommand(ctx context.Context, cfg Config, args []string, sio stdio) 
 type cli struct {
 	cfg   Config
 	sio   stdio
-	store *statekv.Store
-	js    jetstream.JetStream
-	close func()
+	store *statekv.Store      // set by withStore
+	js    jetstream.JetStream // set by withStore
 }
 
-// open connects to NATS and opens the bucket (creating it if the sidecar never ran).
-func (c *cli) open(ctx context.Context) error {
-	nc, err := c.cfg.connectCLI()
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("JetStream: %w", err)
-	}
-	kv, err := statekv.OpenBucket(ctx, js, statekv.BucketConfig{Name: c.cfg.Bucket, Replicas: c.cfg.Replicas, History: c.cfg.History})
-	if err != nil {
-		nc.Close()
-		return err
-	}
-	c.store = statekv.NewStore(kv)
-	c.js = js
-	c.close = nc.Close
-	return nil
-}
-
+// withStore connects to NATS, opens the bucket (creating it if the sidecar never
+// ran) and runs f with c.store and c.js set.
 func (c *cli) withStore(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, cliTimeout)
-	defer cancel()
-	if err := c.open(ctx); err != nil {
-		return err
-	}
-	defer c.close()
-	return f(ctx)
+	return withJetStream(ctx, c.cfg, func(ctx context.Context, js jetstream.JetStream) error {
+		kv, err := statekv.OpenBucket(ctx, js, c.cfg.bucket())
+		if err != nil {
+			return err
+		}
+		c.store, c.js = statekv.NewStore(kv), js
+		return f(ctx)
+	})
 }
 
 func oneID(cmd string, pos []string) (string, error) {
@@ -233,13 +213,9 @@ func (c *cli) list(ctx context.Context, args []string) error {
 				rows = append(rows, endpointJSON{ID: inv.ID, Status: "invalid", Note: inv.Err.Error(), Revision: inv.Revision})
 			}
 		}
-		ids := make([]string, len(rows))
-		for i, r := range rows {
-			ids[i] = r.ID
-		}
-		bl := backlogs(ctx, c.js, c.cfg.names(), ids)
+		backlog := backlogs(ctx, c.js, c.cfg.names())
 		for i := range rows {
-			rows[i].Backlog = bl[rows[i].ID]
+			rows[i].Backlog = backlog(rows[i].ID)
 		}
 		if *asJSON {
 			if rows == nil {

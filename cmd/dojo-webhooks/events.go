@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,7 +105,7 @@ func replayCommand(ctx context.Context, cfg Config, args []string, sio stdio) er
 		}
 	}
 	return withJetStream(ctx, cfg, func(ctx context.Context, js jetstream.JetStream) error {
-		kv, err := statekv.OpenBucket(ctx, js, statekv.BucketConfig{Name: cfg.Bucket, Replicas: cfg.Replicas, History: cfg.History})
+		kv, err := statekv.OpenBucket(ctx, js, cfg.bucket())
 		if err != nil {
 			return err
 		}
@@ -187,19 +186,19 @@ func withJetStream(ctx context.Context, cfg Config, f func(context.Context, jets
 	return f(ctx, js)
 }
 
-// backlogs returns each endpoint's backlog, "-" where it has no consumer yet.
-func backlogs(ctx context.Context, js jetstream.JetStream, names consumer.Names, ids []string) map[string]string {
-	out := make(map[string]string, len(ids))
-	for _, id := range ids {
-		n, err := consumer.Backlog(ctx, js, names, id)
+// backlogs returns a function giving each endpoint's backlog: "-" where it has no
+// consumer yet, "?" when the server could not be read. One consumer listing
+// serves every endpoint.
+func backlogs(ctx context.Context, js jetstream.JetStream, names consumer.Names) func(id string) string {
+	snap, err := consumer.ReadSnapshot(ctx, js, names)
+	return func(id string) string {
+		st, ok := snap.Endpoints[id]
 		switch {
-		case err == nil:
-			out[id] = fmt.Sprint(n)
-		case strings.Contains(err.Error(), "not found"):
-			out[id] = "-"
-		default:
-			out[id] = "?"
+		case ok && st.HasConsumer:
+			return fmt.Sprint(st.Backlog)
+		case err == nil || errors.Is(err, jetstream.ErrStreamNotFound):
+			return "-"
 		}
+		return "?"
 	}
-	return out
 }

@@ -57,7 +57,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	var kv jetstream.KeyValue
 	err = untilReady(ctx, cfg.ConnectWait, log, func(ctx context.Context) error {
 		var err error
-		if kv, err = statekv.EnsureBucket(ctx, js, statekv.BucketConfig{Name: cfg.Bucket, Replicas: cfg.Replicas, History: cfg.History}); err != nil {
+		if kv, err = statekv.EnsureBucket(ctx, js, cfg.bucket()); err != nil {
 			return err
 		}
 		return consumer.EnsureStreams(ctx, js, cfg.streams())
