@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -149,7 +151,8 @@ func TestRetryAfterHoldsTheEndpoint(t *testing.T) {
 			if !strings.Contains(e.Record.Note, "Response status code: 429 (Retry-After: held until") || strings.Contains(e.Record.Note, "capped") != c.capped {
 				t.Fatalf("note %q", e.Record.Note)
 			}
-			info := h.mustConsumerInfo("busy")
+			// The pause follows the transition's write: wait for it, then check its end.
+			info := h.waitConsumer("busy", func(i *jetstream.ConsumerInfo) bool { return i.Paused })
 			if !info.Paused || info.Config.PauseUntil == nil || !info.Config.PauseUntil.Equal(e.Record.RetryAfter) {
 				t.Fatalf("consumer pause %v until %v, want until %v", info.Paused, info.Config.PauseUntil, e.Record.RetryAfter)
 			}
