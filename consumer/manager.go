@@ -111,7 +111,8 @@ type Manager struct {
 type endpointState struct {
 	def        consumerDef
 	defined    bool
-	pauseUntil time.Time // zero = running
+	pauseUntil time.Time          // zero = running
+	consumer   jetstream.Consumer // handle from the last define, nil when unknown
 	runner     *runner
 }
 
@@ -296,7 +297,7 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	}
 	deliverable := rec.Status.Deliverable()
 	if deliverable && (st.runner == nil || st.runner.ended()) {
-		r, err := m.startRunner(id)
+		r, err := m.startRunner(id, st.consumer)
 		if err != nil {
 			m.forgetIfMissing(st, err)
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("starting deliveries failed; retrying")
@@ -427,9 +428,11 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 			st.runner.stop()
 			st.runner = nil
 		}
-		if _, err := m.stream.CreateConsumer(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+		cons, err := m.stream.CreateConsumer(ctx, cfg)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
 			return fmt.Errorf("create consumer %s: %w", name, err)
 		}
+		c = cons // nil when another sidecar created it first: looked up when consumed
 		m.log.Info().Str("endpoint", id).Str("consumer", name).Strs("filter", want.filters).Msg("endpoint consumer created")
 	case err != nil:
 		return fmt.Errorf("consumer %s: %w", name, err)
@@ -449,14 +452,14 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 			if err := m.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return fmt.Errorf("recreate consumer %s: %w", name, err)
 			}
-			if _, err := m.stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+			if c, err = m.stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 				return fmt.Errorf("recreate consumer %s: %w", name, err)
 			}
 			m.log.Info().Str("endpoint", id).Str("consumer", name).Time("start", want.start).Msg("endpoint consumer restarted from a new start")
 		} else {
 			if !have.equal(want) || info.Config.MaxAckPending != cfg.MaxAckPending || info.Config.AckWait != cfg.AckWait {
 				cfg.PauseUntil = nil // pause is set apart below
-				if _, err := m.stream.UpdateConsumer(ctx, cfg); err != nil {
+				if c, err = m.stream.UpdateConsumer(ctx, cfg); err != nil {
 					return fmt.Errorf("update consumer %s: %w", name, err)
 				}
 				m.log.Info().Str("endpoint", id).Str("consumer", name).Strs("filter", want.filters).Msg("endpoint consumer updated")
@@ -468,7 +471,7 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 			}
 		}
 	}
-	st.def, st.defined, st.pauseUntil = want, true, pauseUntil
+	st.def, st.defined, st.pauseUntil, st.consumer = want, true, pauseUntil, c
 	return nil
 }
 

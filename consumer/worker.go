@@ -62,10 +62,14 @@ type runner struct {
 	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself
 }
 
-func (m *Manager) startRunner(id string) (*runner, error) {
-	cons, err := m.stream.Consumer(context.Background(), ConsumerName(id))
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(id), err)
+// startRunner consumes the endpoint's consumer through cons, or a handle looked
+// up by name when cons is nil.
+func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, error) {
+	if cons == nil {
+		var err error
+		if cons, err = m.stream.Consumer(context.Background(), ConsumerName(id)); err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", ConsumerName(id), err)
+		}
 	}
 	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight)}
 	// The server hands out at most MaxInFlight at a time whatever the batch; a
