@@ -25,8 +25,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
+	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -39,7 +41,7 @@ const (
 )
 
 // names are the default subjects and streams (prefix defectdojo); every test has its own server.
-var names = consumer.NamesFor(consumer.DefaultPrefix)
+var names = contract.NamesFor(contract.DefaultPrefix)
 
 // waitTimeout bounds every wait for something the system should do promptly
 // (generous: it is only reached when a test fails).
@@ -381,7 +383,7 @@ func (h *harness) historyRecords(id string) []statekv.Record {
 
 // consumerInfo is what `nats consumer info` shows for the endpoint's consumer.
 func (h *harness) consumerInfo(id string) (*jetstream.ConsumerInfo, error) {
-	c, err := h.js.Consumer(context.Background(), names.Events, consumer.ConsumerName(id))
+	c, err := h.js.Consumer(context.Background(), names.Events, contract.ConsumerName(id))
 	if err != nil {
 		return nil, err
 	}
@@ -409,12 +411,12 @@ func (h *harness) waitConsumer(id string, cond func(*jetstream.ConsumerInfo) boo
 	return info
 }
 
-// waitBacklog waits until consumer.Backlog (what `events` shows: waiting plus
+// waitBacklog waits until jsstate.Backlog (what `events` shows: waiting plus
 // in flight) of the endpoint is n; the server counts new messages asynchronously.
 func (h *harness) waitBacklog(id string, n uint64) {
 	h.t.Helper()
 	waitFor(h.t, waitTimeout, func() bool {
-		got, err := consumer.Backlog(context.Background(), h.js, names, id)
+		got, err := jsstate.Backlog(context.Background(), h.js, names, id)
 		return err == nil && got == n
 	})
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 )
 
 // An endpoint's consumer deleted behind the sidecar's back (`nats consumer rm`)
@@ -21,7 +21,7 @@ func TestConsumerDeletedByHandIsRecreated(t *testing.T) {
 	h.addEndpoint("rm", r.URL())
 	h.publish("ping", eventBody("ping", 0), map[string]string{nats.MsgIdHdr: "before"})
 	r.waitID(t, "before")
-	if err := h.js.DeleteConsumer(context.Background(), names.Events, consumer.ConsumerName("rm")); err != nil {
+	if err := h.js.DeleteConsumer(context.Background(), names.Events, contract.ConsumerName("rm")); err != nil {
 		t.Fatal(err)
 	}
 	h.publish("ping", eventBody("ping", 1), map[string]string{nats.MsgIdHdr: "after"})
@@ -43,7 +43,7 @@ func TestConsumerDeletedByHandWhileDownIsRecreated(t *testing.T) {
 	h.addEndpoint("rm", r.URL())
 	deactivate(t, h, "rm", "deactivated by test")
 	h.waitConsumer("rm", func(i *jetstream.ConsumerInfo) bool { return i.Paused })
-	if err := h.js.DeleteConsumer(context.Background(), names.Events, consumer.ConsumerName("rm")); err != nil {
+	if err := h.js.DeleteConsumer(context.Background(), names.Events, contract.ConsumerName("rm")); err != nil {
 		t.Fatal(err)
 	}
 	h.publish("ping", eventBody("ping", 1), map[string]string{nats.MsgIdHdr: "meanwhile"})

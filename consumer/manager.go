@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -28,13 +29,9 @@ const (
 	reconcileRetry = time.Second
 )
 
-// heldUntil is the pause of a consumer whose endpoint waits for a person
-// (inactive_permanent or an invalid record): far enough to mean "until resumed".
-var heldUntil = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
-
 // Config configures a Manager; zero values take the documented defaults.
 type Config struct {
-	Names         Names
+	Names         contract.Names
 	Replicas      int                 // consumer replicas, default 1
 	MaxInFlight   int                 // requests in flight per endpoint (and sidecar), default 1: in publish order
 	Timeout       time.Duration       // the HTTP timeout, used to size AckWait; default delivery.DefaultTimeout
@@ -64,7 +61,7 @@ func (c *Config) validate() error {
 		return errors.New("consumer: Client, Store, Watcher and JetStream are required")
 	}
 	if c.Names.Prefix == "" {
-		c.Names = NamesFor(DefaultPrefix)
+		c.Names = contract.NamesFor(contract.DefaultPrefix)
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -239,7 +236,7 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 			st.runner.stop()
 		}
 		delete(m.endpoints, id)
-		err := m.stream.DeleteConsumer(ctx, ConsumerName(id))
+		err := m.stream.DeleteConsumer(ctx, contract.ConsumerName(id))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("removing the consumer of a removed endpoint failed; retrying")
 			return false
@@ -259,15 +256,15 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 			st.runner.stop()
 			st.runner = nil
 		}
-		if !st.pauseUntil.Equal(heldUntil) {
+		if !st.pauseUntil.Equal(contract.HeldUntil) {
 			// Also when this sidecar never defined it (the record was already invalid
 			// at start-up): `nats consumer info` then shows it held.
-			err := m.pause(ctx, id, heldUntil)
+			err := m.pause(ctx, id, contract.HeldUntil)
 			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return false
 			}
 			if err == nil {
-				st.pauseUntil = heldUntil
+				st.pauseUntil = contract.HeldUntil
 			}
 		}
 		return true
@@ -284,7 +281,7 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	if !st.pauseUntil.Equal(pauseUntil) {
 		var err error
 		if pauseUntil.IsZero() {
-			_, err = m.js.ResumeConsumer(ctx, m.cfg.Names.Events, ConsumerName(id))
+			_, err = m.js.ResumeConsumer(ctx, m.cfg.Names.Events, contract.ConsumerName(id))
 		} else {
 			err = m.pause(ctx, id, pauseUntil)
 		}
@@ -340,9 +337,9 @@ func (m *Manager) forgetIfMissing(st *endpointState, err error) {
 }
 
 func (m *Manager) pause(ctx context.Context, id string, until time.Time) error {
-	if _, err := m.js.PauseConsumer(ctx, m.cfg.Names.Events, ConsumerName(id), until); err != nil {
+	if _, err := m.js.PauseConsumer(ctx, m.cfg.Names.Events, contract.ConsumerName(id), until); err != nil {
 		m.log.Warn().Str("endpoint", id).Err(err).Msg("pausing the endpoint's consumer failed")
-		return fmt.Errorf("pause consumer %s: %w", ConsumerName(id), err)
+		return fmt.Errorf("pause consumer %s: %w", contract.ConsumerName(id), err)
 	}
 	return nil
 }
@@ -356,26 +353,12 @@ func (m *Manager) pauseFor(rec statekv.Record) time.Time {
 	case statekv.StatusInactiveTmp:
 		return statekv.ReactivationTime(rec, m.cfg.Policy).UTC()
 	}
-	return heldUntil
+	return contract.HeldUntil
 }
 
 // definition derives the consumer's filter subjects and start from the record.
 func (m *Manager) definition(rec statekv.Record) consumerDef {
-	n := m.cfg.Names
-	var filters []string
-	if len(rec.Events) == 0 {
-		filters = []string{n.Prefix + ".events.>"}
-	} else {
-		seen := map[string]bool{}
-		for _, e := range rec.Events {
-			if !seen[e] {
-				seen[e] = true
-				filters = append(filters, n.EventSubject(e))
-			}
-		}
-	}
-	filters = append(filters, n.Prefix+".replay."+rec.ID+".>")
-	slices.Sort(filters)
+	filters := m.cfg.Names.ConsumerFilters(rec.ID, rec.Events)
 	start := rec.CreatedAt
 	if !rec.DeliverFrom.IsZero() {
 		start = rec.DeliverFrom
@@ -388,7 +371,7 @@ func (m *Manager) ackWait() time.Duration { return AckWait }
 
 func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil time.Time) jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{
-		Durable:        ConsumerName(id),
+		Durable:        contract.ConsumerName(id),
 		Description:    "dojo-webhooks endpoint " + id,
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
@@ -415,7 +398,7 @@ func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil t
 // of the revision first seen (modified), so events published after the put but
 // before the consumer existed are not missed.
 func (m *Manager) define(ctx context.Context, id string, st *endpointState, want consumerDef, modified, pauseUntil time.Time) error {
-	name := ConsumerName(id)
+	name := contract.ConsumerName(id)
 	start := want.start
 	if start.IsZero() {
 		start = modified
@@ -490,14 +473,4 @@ func startOf(c jetstream.ConsumerConfig) time.Time {
 		return c.OptStartTime.UTC()
 	}
 	return time.Time{}
-}
-
-// Backlog is how many events wait for one endpoint: not yet delivered plus in flight.
-func Backlog(ctx context.Context, js jetstream.JetStream, names Names, endpoint string) (uint64, error) {
-	c, err := js.Consumer(ctx, names.Events, ConsumerName(endpoint))
-	if err != nil {
-		return 0, fmt.Errorf("consumer of endpoint %s: %w", endpoint, err)
-	}
-	info := c.CachedInfo()
-	return info.NumPending + uint64(info.NumAckPending), nil
 }

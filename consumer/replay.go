@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -19,18 +20,18 @@ const readWait = 5 * time.Second
 // failed: each is published to the endpoint's replay subject (only its consumer
 // listens there) with its original webhook-id, then removed from the dead-letter
 // stream. It returns how many were replayed.
-func ReplayDeadLetters(ctx context.Context, js jetstream.JetStream, names Names, endpoint string) (int, error) {
+func ReplayDeadLetters(ctx context.Context, js jetstream.JetStream, names contract.Names, endpoint string) (int, error) {
 	var last uint64
 	n, err := readAll(ctx, js, names.DeadLetter, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.DeadLetterSubject(endpoint)},
 	}, func(msg jetstream.Msg, md *jetstream.MsgMetadata) error {
-		event := msg.Headers().Get(HeaderDLEvent)
+		event := msg.Headers().Get(contract.HeaderDLEvent)
 		if event == "" {
-			return fmt.Errorf("dead letter %d has no %s header", md.Sequence.Stream, HeaderDLEvent)
+			return fmt.Errorf("dead letter %d has no %s header", md.Sequence.Stream, contract.HeaderDLEvent)
 		}
 		h := nats.Header{}
 		for k, v := range msg.Headers() {
-			if !isDeadLetterHeader(k) {
+			if !contract.IsDeadLetterHeader(k) {
 				h[k] = v
 			}
 		}
@@ -52,35 +53,18 @@ func ReplayDeadLetters(ctx context.Context, js jetstream.JetStream, names Names,
 	return n, err
 }
 
-func isDeadLetterHeader(k string) bool {
-	switch k {
-	case HeaderDLEndpoint, HeaderDLEvent, HeaderDLReason, HeaderDLStatus, HeaderDLError, HeaderDLTime,
-		HeaderDLAttempts, HeaderDLStream, HeaderDLStreamSeq, nats.MsgIdHdr:
-		return true
-	}
-	return false
-}
-
 // ReplaySince sends an endpoint every event the events stream still holds from
 // since on that the endpoint's filter and owner select, with their original
 // webhook-ids, through its replay subject. It returns how many were replayed.
-func ReplaySince(ctx context.Context, js jetstream.JetStream, names Names, rec statekv.Record, since time.Time) (int, error) {
-	var filters []string
-	if len(rec.Events) == 0 {
-		filters = []string{names.Prefix + ".events.>"}
-	} else {
-		for _, e := range rec.Events {
-			filters = append(filters, names.EventSubject(e))
-		}
-	}
+func ReplaySince(ctx context.Context, js jetstream.JetStream, names contract.Names, rec statekv.Record, since time.Time) (int, error) {
 	replayed := 0
 	_, err := readAll(ctx, js, names.Events, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters,
+		FilterSubjects: names.EventFilters(rec.Events),
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &since,
 	}, func(msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		event, _, ok := names.EventName(msg.Subject())
-		if !ok || !rec.Matches(event, msg.Headers().Get(HeaderRecipient)) {
+		if !ok || !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
 			return nil
 		}
 		h := nats.Header{}
@@ -89,7 +73,7 @@ func ReplaySince(ctx context.Context, js jetstream.JetStream, names Names, rec s
 				h[k] = v
 			}
 		}
-		h.Set(HeaderWebhookID, WebhookID(names.Events, msg.Headers(), md.Sequence.Stream))
+		h.Set(contract.HeaderWebhookID, contract.WebhookID(names.Events, msg.Headers(), md.Sequence.Stream))
 		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.ReplaySubject(rec.ID, event), Header: h, Data: msg.Data()}); err != nil {
 			return fmt.Errorf("replay event %d: %w", md.Sequence.Stream, err)
 		}

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -37,7 +39,7 @@ func TestRoutingByOwnerRecipientAndFilter(t *testing.T) {
 	pub := func(event, id, recipient string) {
 		hdr := map[string]string{nats.MsgIdHdr: id}
 		if recipient != "" {
-			hdr[consumer.HeaderRecipient] = recipient
+			hdr[contract.HeaderRecipient] = recipient
 		}
 		h.publish(event, eventBody(event, len(id)), hdr)
 	}
@@ -164,5 +166,29 @@ func TestEndpointRemovedAndAddedAgain(t *testing.T) {
 	// the removal; never what was published after the endpoint came back.
 	if got := ids(r.requests()); got[0] != "first-life" || slices.Contains(got, "second-life") {
 		t.Errorf("the old URL got %q", got)
+	}
+}
+
+// A valid record may name an event twice. Its consumer and `replay --since` both
+// filter on each event once: JetStream refuses overlapping filter subjects, which
+// made ReplaySince fail with "consumer subject filters cannot overlap".
+func TestDuplicateEventInFilterDeliversAndReplaysOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.newReceiver(http.StatusOK)
+	h.addEndpoint("dup", r.URL(), withEvents("scan_added", "scan_added"))
+	since := time.Now().Add(-time.Second)
+	h.publish("scan_added", eventBody("scan_added", 1), map[string]string{nats.MsgIdHdr: "scan-1"})
+	h.publish("test_added", eventBody("test_added", 2), map[string]string{nats.MsgIdHdr: "test-2"})
+	h.publish("scan_added", eventBody("scan_added", 3), map[string]string{nats.MsgIdHdr: "scan-3"})
+	if got := ids(r.waitAnswered(t, 2)); !slices.Equal(got, []string{"scan-1", "scan-3"}) {
+		t.Fatalf("delivered %q, want the two scans once each", got)
+	}
+	n, err := consumer.ReplaySince(context.Background(), h.js, names, h.record("dup").Record, since)
+	if err != nil || n != 2 {
+		t.Fatalf("ReplaySince = %d, %v; want 2 and no error", n, err)
+	}
+	if got := ids(r.waitAnswered(t, 4)[2:]); !slices.Equal(got, []string{"scan-1", "scan-3"}) {
+		t.Errorf("replayed %q, want the two scans again with their ids", got)
 	}
 }

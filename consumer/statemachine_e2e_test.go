@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -213,14 +214,14 @@ func TestPermanentFailureDeadLetterActivationAndReplay(t *testing.T) {
 	waitFor(t, waitTimeout, func() bool { return len(h.deadLetters("perm")) == 1 })
 	dl := h.deadLetters("perm")[0]
 	wantHdr := map[string]string{
-		consumer.HeaderDLReason:    "Response status code: 400",
-		consumer.HeaderDLStatus:    "400",
-		consumer.HeaderDLAttempts:  "1",
-		consumer.HeaderDLStreamSeq: strconv.FormatUint(ack1.Sequence, 10),
-		consumer.HeaderDLStream:    names.Events,
-		consumer.HeaderDLEndpoint:  "perm",
-		consumer.HeaderDLEvent:     "engagement_added",
-		consumer.HeaderWebhookID:   "eng-1",
+		contract.HeaderDLReason:    "Response status code: 400",
+		contract.HeaderDLStatus:    "400",
+		contract.HeaderDLAttempts:  "1",
+		contract.HeaderDLStreamSeq: strconv.FormatUint(ack1.Sequence, 10),
+		contract.HeaderDLStream:    names.Events,
+		contract.HeaderDLEndpoint:  "perm",
+		contract.HeaderDLEvent:     "engagement_added",
+		contract.HeaderWebhookID:   "eng-1",
 		"X-DefectDojo-Instance":    "https://dd.other.example",
 	}
 	for k, v := range wantHdr {
@@ -228,8 +229,8 @@ func TestPermanentFailureDeadLetterActivationAndReplay(t *testing.T) {
 			t.Errorf("dead letter header %s = %q, want %q", k, got, v)
 		}
 	}
-	if _, err := time.Parse(time.RFC3339Nano, dl.Header.Get(consumer.HeaderDLTime)); err != nil {
-		t.Errorf("dead letter time %q: %v", dl.Header.Get(consumer.HeaderDLTime), err)
+	if _, err := time.Parse(time.RFC3339Nano, dl.Header.Get(contract.HeaderDLTime)); err != nil {
+		t.Errorf("dead letter time %q: %v", dl.Header.Get(contract.HeaderDLTime), err)
 	}
 	if string(dl.Data) != string(body1) {
 		t.Errorf("dead letter body %q, want %q", dl.Data, body1)
@@ -272,7 +273,7 @@ func TestPermanentFailureDeadLetterActivationAndReplay(t *testing.T) {
 	if got := h.deadLetters("perm"); len(got) != 0 {
 		t.Errorf("%d dead letters left after the replay", len(got))
 	}
-	if got := h.deadLetters("other"); len(got) != 1 || got[0].Header.Get(consumer.HeaderDLReason) != "Response status code: 404" {
+	if got := h.deadLetters("other"); len(got) != 1 || got[0].Header.Get(contract.HeaderDLReason) != "Response status code: 404" {
 		t.Errorf("the other endpoint's dead letters after perm's replay: %d", len(got))
 	}
 	if n, err := consumer.ReplayDeadLetters(context.Background(), h.js, names, "perm"); err != nil || n != 0 {
@@ -312,9 +313,9 @@ func TestConnectionRefusedIsPermanent(t *testing.T) {
 	}
 	waitFor(t, waitTimeout, func() bool { return len(h.deadLetters("gone")) == 1 })
 	dl := h.deadLetters("gone")[0]
-	if !strings.HasPrefix(dl.Header.Get(consumer.HeaderDLReason), "Connection refused") ||
-		dl.Header.Get(consumer.HeaderDLStatus) != "" ||
-		dl.Header.Get(consumer.HeaderWebhookID) != derivedID(ack.Sequence) {
+	if !strings.HasPrefix(dl.Header.Get(contract.HeaderDLReason), "Connection refused") ||
+		dl.Header.Get(contract.HeaderDLStatus) != "" ||
+		dl.Header.Get(contract.HeaderWebhookID) != derivedID(ack.Sequence) {
 		t.Errorf("dead letter headers %v", dl.Header)
 	}
 	ack2 := h.publish("product_type_added", eventBody("product_type_added", 2), nil)

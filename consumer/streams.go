@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 )
 
 // Stream limits and defaults, documented in the README.
 const (
-	DefaultPrefix           = "defectdojo"
 	DefaultEventsMaxAge     = 7 * 24 * time.Hour
 	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
 	DefaultDedupWindow      = 2 * time.Minute
@@ -21,52 +21,9 @@ const (
 	MaxConsumersPerStream = 100_000
 )
 
-// Names are the subjects and streams derived from a subject prefix.
-type Names struct {
-	Prefix     string // e.g. defectdojo
-	Events     string // events stream, e.g. DEFECTDOJO_EVENTS
-	DeadLetter string // dead-letter stream, e.g. DEFECTDOJO_DEADLETTER
-}
-
-// NamesFor derives the stream names from the subject prefix: upper case, dots
-// and dashes as underscores, plus _EVENTS and _DEADLETTER.
-func NamesFor(prefix string) Names {
-	base := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
-	return Names{Prefix: prefix, Events: base + "_EVENTS", DeadLetter: base + "_DEADLETTER"}
-}
-
-// EventSubject is where publishers send an event: <prefix>.events.<event>.
-func (n Names) EventSubject(event string) string { return n.Prefix + ".events." + event }
-
-// ReplaySubject is where replays for one endpoint go: <prefix>.replay.<endpoint>.<event>.
-// Only that endpoint's consumer listens there.
-func (n Names) ReplaySubject(endpoint, event string) string {
-	return n.Prefix + ".replay." + endpoint + "." + event
-}
-
-// DeadLetterSubject holds one endpoint's dead letters: <prefix>.deadletter.<endpoint>.
-func (n Names) DeadLetterSubject(endpoint string) string { return n.Prefix + ".deadletter." + endpoint }
-
-// ConsumerName is the durable consumer of one endpoint on the events stream.
-func ConsumerName(endpoint string) string { return "endpoint_" + endpoint }
-
-// EventName returns the event of a message subject on the events stream, and
-// whether the subject is a replay for the given endpoint.
-func (n Names) EventName(subject string) (event string, replay bool, ok bool) {
-	if rest, found := strings.CutPrefix(subject, n.Prefix+".events."); found && rest != "" {
-		return rest, false, true
-	}
-	if rest, found := strings.CutPrefix(subject, n.Prefix+".replay."); found {
-		if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
-			return ev, true, true
-		}
-	}
-	return "", false, false
-}
-
 // StreamsConfig sizes the two streams.
 type StreamsConfig struct {
-	Names            Names
+	Names            contract.Names
 	Replicas         int           // default 1
 	EventsMaxAge     time.Duration // how long events are kept for endpoints that are down; default 7 days
 	EventsMaxBytes   int64         // size bound of the events stream; 0 or -1 = none
@@ -97,7 +54,7 @@ func (c StreamsConfig) events() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:         c.Names.Events,
 		Description:  "dojo-webhooks: DefectDojo notification events, one durable consumer per endpoint",
-		Subjects:     []string{c.Names.Prefix + ".events.>", c.Names.Prefix + ".replay.>"},
+		Subjects:     c.Names.EventsStreamSubjects(),
 		Retention:    jetstream.LimitsPolicy,
 		MaxAge:       c.EventsMaxAge,
 		MaxBytes:     c.EventsMaxBytes,
@@ -114,7 +71,7 @@ func (c StreamsConfig) deadLetter() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Names.DeadLetter,
 		Description: "dojo-webhooks: events an endpoint failed permanently, with the reason in headers",
-		Subjects:    []string{c.Names.Prefix + ".deadletter.>"},
+		Subjects:    []string{c.Names.AllDeadLetters()},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      c.DeadLetterMaxAge,
 		MaxMsgs:     -1,

@@ -12,30 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
-)
-
-// Headers a publisher may set (DESIGN.md section 2) and the ones the sidecar adds.
-const (
-	HeaderRecipient = "X-DefectDojo-Recipient"
-	HeaderInstance  = "X-DefectDojo-Instance"
-	HeaderUserAgent = "User-Agent"
-	// HeaderWebhookID carries the original event id on replays and dead letters.
-	HeaderWebhookID = "Dojo-Webhooks-Id"
-)
-
-// Dead-letter headers: why and when an event failed for good.
-const (
-	HeaderDLEndpoint  = "Dojo-Webhooks-Endpoint"
-	HeaderDLEvent     = "Dojo-Webhooks-Event"
-	HeaderDLReason    = "Dojo-Webhooks-Reason"
-	HeaderDLStatus    = "Dojo-Webhooks-Status"
-	HeaderDLError     = "Dojo-Webhooks-Error"
-	HeaderDLTime      = "Dojo-Webhooks-Time"
-	HeaderDLAttempts  = "Dojo-Webhooks-Attempts"
-	HeaderDLStream    = "Dojo-Webhooks-Stream"
-	HeaderDLStreamSeq = "Dojo-Webhooks-Stream-Seq"
 )
 
 // opTimeout bounds the NATS operations of one delivery (transition, dead letter).
@@ -67,8 +46,8 @@ type runner struct {
 func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, error) {
 	if cons == nil {
 		var err error
-		if cons, err = m.stream.Consumer(context.Background(), ConsumerName(id)); err != nil {
-			return nil, fmt.Errorf("consumer %s: %w", ConsumerName(id), err)
+		if cons, err = m.stream.Consumer(context.Background(), contract.ConsumerName(id)); err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", contract.ConsumerName(id), err)
 		}
 	}
 	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight)}
@@ -95,7 +74,7 @@ func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, erro
 			m.log.Debug().Str("endpoint", id).Err(err).Msg("consume")
 		}))
 	if err != nil {
-		return nil, fmt.Errorf("consume %s: %w", ConsumerName(id), err)
+		return nil, fmt.Errorf("consume %s: %w", contract.ConsumerName(id), err)
 	}
 	r.cc = cc
 	m.runners.Add(1)
@@ -165,15 +144,15 @@ func (r *runner) handle(msg jetstream.Msg) {
 		return
 	}
 	hdr := msg.Headers()
-	if !replay && !rec.Matches(event, hdr.Get(HeaderRecipient)) {
+	if !replay && !rec.Matches(event, hdr.Get(contract.HeaderRecipient)) {
 		_ = msg.Ack() // not for this endpoint (owner or filter)
 		return
 	}
-	id := WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
+	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
 	req := delivery.Request{
 		URL: rec.URL, Event: event, Body: msg.Data(), ID: id,
-		Instance:   firstNonEmpty(hdr.Get(HeaderInstance), m.cfg.Instance),
-		UserAgent:  firstNonEmpty(hdr.Get(HeaderUserAgent), m.cfg.UserAgent),
+		Instance:   firstNonEmpty(hdr.Get(contract.HeaderInstance), m.cfg.Instance),
+		UserAgent:  firstNonEmpty(hdr.Get(contract.HeaderUserAgent), m.cfg.UserAgent),
 		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
 		Secrets: rec.SigningSecrets(m.cfg.Now()),
 	}
@@ -268,20 +247,20 @@ func (r *runner) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, event,
 		}
 		h[k] = v
 	}
-	h.Set(HeaderWebhookID, id)
-	h.Set(HeaderDLEndpoint, r.id)
-	h.Set(HeaderDLEvent, event)
-	h.Set(HeaderDLReason, res.Note)
+	h.Set(contract.HeaderWebhookID, id)
+	h.Set(contract.HeaderDLEndpoint, r.id)
+	h.Set(contract.HeaderDLEvent, event)
+	h.Set(contract.HeaderDLReason, res.Note)
 	if res.StatusCode != 0 {
-		h.Set(HeaderDLStatus, strconv.Itoa(res.StatusCode))
+		h.Set(contract.HeaderDLStatus, strconv.Itoa(res.StatusCode))
 	}
-	h.Set(HeaderDLTime, m.cfg.Now().UTC().Format(time.RFC3339Nano))
-	h.Set(HeaderDLAttempts, strconv.FormatUint(md.NumDelivered, 10))
-	h.Set(HeaderDLStream, md.Stream)
-	h.Set(HeaderDLStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	h.Set(contract.HeaderDLTime, m.cfg.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(contract.HeaderDLAttempts, strconv.FormatUint(md.NumDelivered, 10))
+	h.Set(contract.HeaderDLStream, md.Stream)
+	h.Set(contract.HeaderDLStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
 	// Idempotent: a crash between this publish and the Term redelivers, and the
 	// second dead letter is dropped as a duplicate.
-	h.Set(nats.MsgIdHdr, "dl:"+r.id+":"+md.Stream+":"+strconv.FormatUint(md.Sequence.Stream, 10))
+	h.Set(nats.MsgIdHdr, contract.DeadLetterMsgID(r.id, md.Stream, md.Sequence.Stream))
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: m.cfg.Names.DeadLetterSubject(r.id), Header: h, Data: msg.Data()}); err != nil {
@@ -291,18 +270,6 @@ func (r *runner) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, event,
 		m.cfg.Observer.DeadLettered(r.id)
 	}
 	return nil
-}
-
-// WebhookID is the stable id of an event (the webhook-id header): the id carried
-// by a replay or dead letter, else the publisher's Nats-Msg-Id, else stream and sequence.
-func WebhookID(stream string, hdr nats.Header, seq uint64) string {
-	if id := hdr.Get(HeaderWebhookID); id != "" {
-		return id
-	}
-	if id := hdr.Get(nats.MsgIdHdr); id != "" {
-		return id
-	}
-	return stream + "-" + strconv.FormatUint(seq, 10)
 }
 
 // keepInProgress tells the server every interval that msg is still being worked on.

@@ -15,7 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -94,7 +95,7 @@ func TestInvalidRecordsAreHeldAndLogged(t *testing.T) {
 	}
 	// Held: the formerly valid endpoint's consumer is paused on the server.
 	waitFor(t, waitTimeout, "the consumer of the invalid endpoint paused", func() bool {
-		c, err := js.Consumer(ctx, names.Events, consumer.ConsumerName("held"))
+		c, err := js.Consumer(ctx, names.Events, contract.ConsumerName("held"))
 		if err != nil {
 			return false
 		}
@@ -108,7 +109,7 @@ func TestInvalidRecordsAreHeldAndLogged(t *testing.T) {
 	good.waitDelivered(t, total, waitTimeout)
 	// The held endpoint's backlog is kept on its paused consumer: it shows in `endpoint list`.
 	waitFor(t, waitTimeout, "the held endpoint's backlog to count the new events", func() bool {
-		n, err := consumer.Backlog(ctx, js, names, "held")
+		n, err := jsstate.Backlog(ctx, js, names, "held")
 		return err == nil && n == total/2
 	})
 	res := runCLI(t, env, nil, "endpoint", "list", "--status", "invalid", "--json")
@@ -211,7 +212,7 @@ func TestEventBodies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("publish %q: %v", b, err)
 		}
-		want = append(want, consumer.WebhookID(names.Events, nil, ack.Sequence))
+		want = append(want, contract.WebhookID(names.Events, nil, ack.Sequence))
 	}
 	waitFor(t, waitTimeout, "the raw bodies delivered", func() bool { return r.count() >= len(bodies) })
 	hits := r.requests()
@@ -375,7 +376,7 @@ func TestBucketDeletedUnderRunningSidecar(t *testing.T) {
 		}
 		spinCheck(t, deletedAt, 400)
 		if n := fresh.delivered(); n < 10 {
-			_, cerr := js.Consumer(ctx, names.Events, consumer.ConsumerName("fresh"))
+			_, cerr := js.Consumer(ctx, names.Events, contract.ConsumerName("fresh"))
 			t.Fatalf("the first endpoint added to the recreated bucket got %d of 10 events within 30 s (its consumer: %v): "+
 				"the sidecar no longer follows the bucket", n, cerr)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 )
 
 // resumeBound is how soon deliveries must go on after the stream leader is lost:
@@ -181,7 +181,7 @@ func clusterLeaderLoss(t *testing.T, consumerToo bool) {
 	if info := stream.CachedInfo(); info.Config.Replicas != 3 {
 		t.Fatalf("events stream: %d replicas, want 3", info.Config.Replicas)
 	}
-	cons, err := js.Consumer(ctx, names.Events, consumer.ConsumerName("clustered"))
+	cons, err := js.Consumer(ctx, names.Events, contract.ConsumerName("clustered"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +221,8 @@ func clusterLeaderLoss(t *testing.T, consumerToo bool) {
 	if consumerToo {
 		consumerOn = target
 	}
-	moveLeader(t, nc, "consumer "+consumer.ConsumerName("clustered"),
-		"$JS.API.CONSUMER.LEADER.STEPDOWN."+names.Events+"."+consumer.ConsumerName("clustered"), consumerLeader, consumerOn)
+	moveLeader(t, nc, "consumer "+contract.ConsumerName("clustered"),
+		"$JS.API.CONSUMER.LEADER.STEPDOWN."+names.Events+"."+contract.ConsumerName("clustered"), consumerLeader, consumerOn)
 
 	pub := newPublished(total)
 	if err := publishRange(ctx, js, "scan_added", 0, total/2, "cluster-", pub); err != nil {

@@ -31,12 +31,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 // names are the default subjects and streams (prefix defectdojo); each test has its own server.
-var names = consumer.NamesFor(consumer.DefaultPrefix)
+var names = contract.NamesFor(contract.DefaultPrefix)
 
 // readyTimeout bounds a sidecar's start; waitTimeout bounds waits for things the
 // system does promptly (generous: reached only when a test fails).
@@ -402,7 +403,7 @@ func createEndpoint(t testing.TB, kv jetstream.KeyValue, id, url string) {
 func waitConsumer(t testing.TB, js jetstream.JetStream, id string) {
 	t.Helper()
 	waitFor(t, waitTimeout, "the consumer of endpoint "+id, func() bool {
-		_, err := js.Consumer(context.Background(), names.Events, consumer.ConsumerName(id))
+		_, err := js.Consumer(context.Background(), names.Events, contract.ConsumerName(id))
 		return err == nil
 	})
 }
@@ -516,7 +517,7 @@ func publishRange(ctx context.Context, js jetstream.JetStream, event string, fro
 			if idPrefix != "" {
 				p.ids[pf.n] = idPrefix + strconv.Itoa(pf.n)
 			} else {
-				p.ids[pf.n] = consumer.WebhookID(names.Events, nil, ack.Sequence)
+				p.ids[pf.n] = contract.WebhookID(names.Events, nil, ack.Sequence)
 			}
 		}
 	}

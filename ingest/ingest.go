@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -41,7 +41,7 @@ type Publisher interface {
 
 // Options configure the bridge; zero values take the defaults.
 type Options struct {
-	Names          consumer.Names     // subjects (required)
+	Names          contract.Names     // subjects (required)
 	MaxBodyBytes   int64              // largest accepted body, default 1 MiB
 	PublishTimeout time.Duration      // how long to wait for JetStream to store the event, default 5 s
 	Token          string             // shared secret; empty = no authentication
@@ -144,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := &nats.Msg{Subject: h.opts.Names.EventSubject(event), Data: body, Header: nats.Header{}}
-	for _, k := range []string{consumer.HeaderInstance, consumer.HeaderUserAgent, consumer.HeaderRecipient} {
+	for _, k := range []string{contract.HeaderInstance, contract.HeaderUserAgent, contract.HeaderRecipient} {
 		if v := r.Header.Get(k); v != "" {
 			msg.Header.Set(k, v)
 		}

@@ -23,12 +23,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/ingest"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 )
 
-var names = consumer.NamesFor("defectdojo")
+var names = contract.NamesFor("defectdojo")
 
 // waitTimeout bounds every wait for something that should happen promptly
 // (generous: it is only reached when a test fails).
@@ -191,14 +192,14 @@ func TestEndToEnd(t *testing.T) {
 	if !bytes.Equal(msg.Data, body) {
 		t.Errorf("stored body differs:\n got %q\nwant %q", msg.Data, body)
 	}
-	if got := msg.Header.Get(consumer.HeaderInstance); got != "https://defectdojo.example.com" {
-		t.Errorf("%s = %q", consumer.HeaderInstance, got)
+	if got := msg.Header.Get(contract.HeaderInstance); got != "https://defectdojo.example.com" {
+		t.Errorf("%s = %q", contract.HeaderInstance, got)
 	}
-	if got := msg.Header.Get(consumer.HeaderUserAgent); got != "DefectDojo-2.40.0" {
-		t.Errorf("%s = %q", consumer.HeaderUserAgent, got)
+	if got := msg.Header.Get(contract.HeaderUserAgent); got != "DefectDojo-2.40.0" {
+		t.Errorf("%s = %q", contract.HeaderUserAgent, got)
 	}
-	if got := msg.Header.Get(consumer.HeaderRecipient); got != "" {
-		t.Errorf("%s = %q, want none (a system notification)", consumer.HeaderRecipient, got)
+	if got := msg.Header.Get(contract.HeaderRecipient); got != "" {
+		t.Errorf("%s = %q, want none (a system notification)", contract.HeaderRecipient, got)
 	}
 	for _, h := range []string{"Accept", "Content-Type", "X-DefectDojo-Event", "Authorization"} {
 		if v := msg.Header.Get(h); v != "" {
@@ -214,7 +215,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// A personal notification keeps its recipient; a second event gets the next sequence.
 	req = dojoRequest(t, b.url, "product_added", []byte(`{"a":1}`))
-	req.Header.Set(consumer.HeaderRecipient, "alice")
+	req.Header.Set(contract.HeaderRecipient, "alice")
 	acc2 := mustAccept(t, do(t, req), "product_added")
 	if acc2.Sequence != acc.Sequence+1 {
 		t.Errorf("second sequence = %d, want %d", acc2.Sequence, acc.Sequence+1)
@@ -223,8 +224,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Subject != "defectdojo.events.product_added" || msg.Header.Get(consumer.HeaderRecipient) != "alice" {
-		t.Errorf("second event: subject %q, recipient %q", msg.Subject, msg.Header.Get(consumer.HeaderRecipient))
+	if msg.Subject != "defectdojo.events.product_added" || msg.Header.Get(contract.HeaderRecipient) != "alice" {
+		t.Errorf("second event: subject %q, recipient %q", msg.Subject, msg.Header.Get(contract.HeaderRecipient))
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -34,7 +35,7 @@ type Metrics struct {
 
 // New registers every metric; view and js feed the gauges read at scrape time
 // (either may be nil, e.g. in tests).
-func New(view *statekv.Watcher, js jetstream.JetStream, names consumer.Names, log zerolog.Logger) *Metrics {
+func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, log zerolog.Logger) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -107,7 +108,7 @@ var (
 type stateCollector struct {
 	view  *statekv.Watcher
 	js    jetstream.JetStream
-	names consumer.Names
+	names contract.Names
 	log   zerolog.Logger
 }
 
@@ -130,7 +131,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	snap, err := consumer.ReadSnapshot(ctx, c.js, c.names)
+	snap, err := jsstate.ReadSnapshot(ctx, c.js, c.names)
 	if err != nil {
 		c.log.Warn().Err(err).Msg("metrics: reading the streams and consumers failed")
 	}

@@ -23,13 +23,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/metrics"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
-var names = consumer.NamesFor("defectdojo")
+var names = contract.NamesFor("defectdojo")
 
 const waitTimeout = 10 * time.Second
 
@@ -322,7 +323,7 @@ func TestStateGauges(t *testing.T) {
 	}
 
 	// Endpoint x's consumer, and a consumer that is not an endpoint's.
-	for _, durable := range []string{consumer.ConsumerName("x"), "someone_else"} {
+	for _, durable := range []string{contract.ConsumerName("x"), "someone_else"} {
 		if _, err := js.CreateOrUpdateConsumer(ctx, names.Events, jetstream.ConsumerConfig{
 			Durable:       durable,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -362,7 +363,7 @@ func TestStateGauges(t *testing.T) {
 	}
 
 	// One event in flight still counts as backlog.
-	c, err := js.Consumer(ctx, names.Events, consumer.ConsumerName("x"))
+	c, err := js.Consumer(ctx, names.Events, contract.ConsumerName("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,14 +403,14 @@ func TestStateGauges(t *testing.T) {
 	}
 
 	// Paused on the server.
-	if _, err := js.PauseConsumer(ctx, names.Events, consumer.ConsumerName("x"), time.Now().Add(time.Hour)); err != nil {
+	if _, err := js.PauseConsumer(ctx, names.Events, contract.ConsumerName("x"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	waitScrape(t, m,
 		want{"dojo_webhooks_consumer_paused", l("endpoint", "x"), 1},
 		want{"dojo_webhooks_backlog", l("endpoint", "x"), 3},
 	)
-	if _, err := js.ResumeConsumer(ctx, names.Events, consumer.ConsumerName("x")); err != nil {
+	if _, err := js.ResumeConsumer(ctx, names.Events, contract.ConsumerName("x")); err != nil {
 		t.Fatal(err)
 	}
 	waitScrape(t, m, want{"dojo_webhooks_consumer_paused", l("endpoint", "x"), 0})

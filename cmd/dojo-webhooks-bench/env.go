@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
 	"github.com/dojo-webhooks/dojo-webhooks/metrics"
@@ -40,7 +41,7 @@ type env struct {
 	dir     string
 	srv     *server.Server
 	url     string
-	names   consumer.Names
+	names   contract.Names
 	bucket  string
 	rawName string
 	log     zerolog.Logger
@@ -86,12 +87,12 @@ func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
 			return e, err
 		}
 		e.url = e.srv.ClientURL()
-		e.names = consumer.NamesFor(consumer.DefaultPrefix)
+		e.names = contract.NamesFor(contract.DefaultPrefix)
 		e.bucket = statekv.DefaultBucket
 		e.rawName = "BENCHRAW"
 	} else {
 		e.url = natsURL
-		e.names = consumer.NamesFor("bench" + suffix)
+		e.names = contract.NamesFor("bench" + suffix)
 		e.bucket = "bench_" + suffix
 		e.rawName = "BENCHRAW_" + suffix
 	}
@@ -391,7 +392,7 @@ func (e *env) consumerCount() (int, error) {
 func (e *env) consumerInfo(id string) (*jetstream.ConsumerInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := e.adminJS.Consumer(ctx, e.names.Events, consumer.ConsumerName(id))
+	c, err := e.adminJS.Consumer(ctx, e.names.Events, contract.ConsumerName(id))
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 )
 
@@ -128,10 +129,11 @@ func rawHTTPLatency(rc *receiver, eps []int, perSecond int, dur time.Duration) (
 // limits retention, dedup window) and returns it with its subject.
 func (e *env) rawStream(ctx context.Context) (jetstream.Stream, string, error) {
 	_ = e.adminJS.DeleteStream(ctx, e.rawName)
-	subj := strings.ToLower(e.rawName) + ".events." + bodyEvent
+	rawNames := contract.NamesFor(strings.ToLower(e.rawName))
+	subj := rawNames.EventSubject(bodyEvent)
 	s, err := e.adminJS.CreateStream(ctx, jetstream.StreamConfig{
 		Name:         e.rawName,
-		Subjects:     []string{strings.ToLower(e.rawName) + ".>"},
+		Subjects:     rawNames.EventsStreamSubjects(),
 		Retention:    jetstream.LimitsPolicy,
 		MaxAge:       consumer.DefaultEventsMaxAge,
 		MaxMsgs:      -1,
@@ -148,14 +150,13 @@ func (e *env) rawStream(ctx context.Context) (jetstream.Stream, string, error) {
 // rawConsumerConfig is a consumer configured like an endpoint's (AckWait, ack
 // window, two filters, start time).
 func (e *env) rawConsumerConfig(name string, mif int, start time.Time) jetstream.ConsumerConfig {
-	prefix := strings.ToLower(e.rawName)
 	cc := jetstream.ConsumerConfig{
 		Durable:        name,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        consumer.AckWait,
 		MaxDeliver:     -1,
-		FilterSubjects: []string{prefix + ".events.>", prefix + ".replay." + name + ".>"},
+		FilterSubjects: contract.NamesFor(strings.ToLower(e.rawName)).ConsumerFilters(name, nil),
 		MaxAckPending:  mif,
 	}
 	if !start.IsZero() {

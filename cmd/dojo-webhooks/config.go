@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -220,7 +221,7 @@ func (c Config) bucket() statekv.BucketConfig {
 }
 
 // names are the streams and subjects derived from the prefix.
-func (c Config) names() consumer.Names { return consumer.NamesFor(c.SubjectPrefix) }
+func (c Config) names() contract.Names { return contract.NamesFor(c.SubjectPrefix) }
 
 // streams sizes the events and dead-letter streams.
 func (c Config) streams() consumer.StreamsConfig {

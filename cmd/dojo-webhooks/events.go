@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -60,13 +62,13 @@ func publishCommand(ctx context.Context, cfg Config, args []string, sio stdio) e
 	}
 	h := nats.Header{}
 	if *recipient != "" {
-		h.Set(consumer.HeaderRecipient, *recipient)
+		h.Set(contract.HeaderRecipient, *recipient)
 	}
 	if *msgID != "" {
 		h.Set(nats.MsgIdHdr, *msgID)
 	}
 	if *instance != "" {
-		h.Set(consumer.HeaderInstance, *instance)
+		h.Set(contract.HeaderInstance, *instance)
 	}
 	return withJetStream(ctx, cfg, func(ctx context.Context, js jetstream.JetStream) error {
 		if err := consumer.OpenStreams(ctx, js, cfg.streams()); err != nil {
@@ -155,7 +157,7 @@ func (c *cli) skip(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.withStore(ctx, func(ctx context.Context) error {
-		backlog, err := consumer.Backlog(ctx, c.js, c.cfg.names(), id)
+		backlog, err := jsstate.Backlog(ctx, c.js, c.cfg.names(), id)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
@@ -189,8 +191,8 @@ func withJetStream(ctx context.Context, cfg Config, f func(context.Context, jets
 // backlogs returns a function giving each endpoint's backlog: "-" where it has no
 // consumer yet, "?" when the server could not be read. One consumer listing
 // serves every endpoint.
-func backlogs(ctx context.Context, js jetstream.JetStream, names consumer.Names) func(id string) string {
-	snap, err := consumer.ReadSnapshot(ctx, js, names)
+func backlogs(ctx context.Context, js jetstream.JetStream, names contract.Names) func(id string) string {
+	snap, err := jsstate.ReadSnapshot(ctx, js, names)
 	return func(id string) string {
 		st, ok := snap.Endpoints[id]
 		switch {

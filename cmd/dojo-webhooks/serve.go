@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/ingest"
 	"github.com/dojo-webhooks/dojo-webhooks/metrics"
@@ -208,7 +209,7 @@ type health struct {
 	js      jetstream.JetStream
 	watcher *statekv.Watcher
 	bucket  string
-	names   consumer.Names
+	names   contract.Names
 }
 
 func (h *health) mux() *http.ServeMux {

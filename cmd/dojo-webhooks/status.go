@@ -10,7 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -27,8 +28,8 @@ type statusReport struct {
 		Consumers int    `json:"consumers"`
 		Storage   uint64 `json:"storage_bytes"`
 	} `json:"jetstream"`
-	Streams   []consumer.StreamState `json:"streams"`
-	Endpoints []endpointStatus       `json:"endpoints"`
+	Streams   []jsstate.StreamState `json:"streams"`
+	Endpoints []endpointStatus      `json:"endpoints"`
 }
 
 // endpointStatus is one endpoint's line of the status screen.
@@ -74,7 +75,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		return fmt.Errorf("JetStream account: %w", err)
 	}
 	rep.JetStream.Streams, rep.JetStream.Consumers, rep.JetStream.Storage = ai.Streams, ai.Consumers, ai.Store
-	snap, err := consumer.ReadSnapshot(ctx, js, cfg.names())
+	snap, err := jsstate.ReadSnapshot(ctx, js, cfg.names())
 	if err != nil {
 		return fmt.Errorf("%w (has `dojo-webhooks serve` run against this server?)", err)
 	}
@@ -128,7 +129,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		}
 		if e.PausedUntil != nil {
 			paused = e.PausedUntil.Format(time.RFC3339)
-			if e.PausedUntil.Year() >= 2999 {
+			if contract.IsHeld(*e.PausedUntil) {
 				paused = "until activated"
 			}
 		}
@@ -140,7 +141,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 	return tw.Flush()
 }
 
-func fill(es endpointStatus, st consumer.EndpointState) endpointStatus {
+func fill(es endpointStatus, st jsstate.EndpointState) endpointStatus {
 	if st.HasConsumer {
 		b := st.Backlog
 		es.Backlog, es.InFlight = &b, st.InFlight

@@ -1,12 +1,16 @@
-package consumer
+// Package jsstate reads what the NATS server knows of the pipeline: the size of
+// the streams and, per endpoint, its consumer's backlog and pause and its dead
+// letters. The CLI's status, the metrics and the management API read it here.
+package jsstate
 
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 )
 
 // EndpointState is what the server knows of one endpoint's consumer and dead letters.
@@ -36,7 +40,7 @@ type Snapshot struct {
 // ReadSnapshot lists the streams, every endpoint consumer and the dead letters
 // per endpoint (one paged consumer listing and one subject count, whatever the
 // number of endpoints).
-func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names Names) (Snapshot, error) {
+func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names contract.Names) (Snapshot, error) {
 	snap := Snapshot{Endpoints: map[string]EndpointState{}}
 	events, err := js.Stream(ctx, names.Events)
 	if err != nil {
@@ -46,7 +50,7 @@ func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names Names) (Sna
 	snap.Streams = append(snap.Streams, StreamState{Name: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes, Consumers: info.State.Consumers})
 	lister := events.ListConsumers(ctx)
 	for ci := range lister.Info() {
-		id, ok := strings.CutPrefix(ci.Name, "endpoint_")
+		id, ok := contract.ConsumerEndpoint(ci.Name)
 		if !ok {
 			continue
 		}
@@ -63,16 +67,29 @@ func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names Names) (Sna
 	if err != nil {
 		return snap, fmt.Errorf("stream %s: %w", names.DeadLetter, err)
 	}
-	dinfo, err := dl.Info(ctx, jetstream.WithSubjectFilter(names.Prefix+".deadletter.>"))
+	dinfo, err := dl.Info(ctx, jetstream.WithSubjectFilter(names.AllDeadLetters()))
 	if err != nil {
 		return snap, fmt.Errorf("stream %s: %w", names.DeadLetter, err)
 	}
 	snap.Streams = append(snap.Streams, StreamState{Name: dinfo.Config.Name, Messages: dinfo.State.Msgs, Bytes: dinfo.State.Bytes, Consumers: dinfo.State.Consumers})
 	for subj, n := range dinfo.State.Subjects {
-		id := strings.TrimPrefix(subj, names.Prefix+".deadletter.")
+		id, ok := names.DeadLetterEndpoint(subj)
+		if !ok {
+			continue
+		}
 		st := snap.Endpoints[id]
 		st.DeadLetters = n
 		snap.Endpoints[id] = st
 	}
 	return snap, nil
+}
+
+// Backlog is how many events wait for one endpoint: not yet delivered plus in flight.
+func Backlog(ctx context.Context, js jetstream.JetStream, names contract.Names, endpoint string) (uint64, error) {
+	c, err := js.Consumer(ctx, names.Events, contract.ConsumerName(endpoint))
+	if err != nil {
+		return 0, fmt.Errorf("consumer of endpoint %s: %w", endpoint, err)
+	}
+	info := c.CachedInfo()
+	return info.NumPending + uint64(info.NumAckPending), nil
 }

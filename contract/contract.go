@@ -1,0 +1,189 @@
+// Package contract names the public contract of dojo-webhooks on NATS: the
+// subjects publishers and operators use, the streams and consumers the sidecar
+// keeps, the headers it reads and writes and the ids it gives deliveries.
+//
+// It is a leaf package: every other package takes names from here, and no
+// subject, stream or consumer name is written out anywhere else, so that what
+// `nats consumer info`, `nats stream view` and a publisher see is defined once.
+package contract
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultPrefix is the subject prefix when none is configured.
+const DefaultPrefix = "defectdojo"
+
+// Subject tokens after the prefix.
+const (
+	eventsToken     = "events"
+	replayToken     = "replay"
+	deadLetterToken = "deadletter"
+)
+
+// consumerPrefix starts the name of every endpoint's durable consumer.
+const consumerPrefix = "endpoint_"
+
+// Names are the subjects and streams derived from a subject prefix.
+type Names struct {
+	Prefix     string // e.g. defectdojo
+	Events     string // events stream, e.g. DEFECTDOJO_EVENTS
+	DeadLetter string // dead-letter stream, e.g. DEFECTDOJO_DEADLETTER
+}
+
+// NamesFor derives the stream names from the subject prefix: upper case, dots
+// and dashes as underscores, plus _EVENTS and _DEADLETTER.
+func NamesFor(prefix string) Names {
+	base := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
+	return Names{Prefix: prefix, Events: base + "_EVENTS", DeadLetter: base + "_DEADLETTER"}
+}
+
+// EventSubject is where publishers send an event: <prefix>.events.<event>.
+func (n Names) EventSubject(event string) string { return n.Prefix + "." + eventsToken + "." + event }
+
+// AllEvents matches every event subject: <prefix>.events.>.
+func (n Names) AllEvents() string { return n.EventSubject(">") }
+
+// ReplaySubject is where replays for one endpoint go: <prefix>.replay.<endpoint>.<event>.
+// Only that endpoint's consumer listens there.
+func (n Names) ReplaySubject(endpoint, event string) string {
+	return n.Prefix + "." + replayToken + "." + endpoint + "." + event
+}
+
+// EndpointReplays matches every replay subject of one endpoint: <prefix>.replay.<endpoint>.>.
+func (n Names) EndpointReplays(endpoint string) string { return n.ReplaySubject(endpoint, ">") }
+
+// AllReplays matches the replay subjects of every endpoint: <prefix>.replay.>.
+func (n Names) AllReplays() string { return n.Prefix + "." + replayToken + ".>" }
+
+// EventsStreamSubjects are the subjects the events stream stores.
+func (n Names) EventsStreamSubjects() []string { return []string{n.AllEvents(), n.AllReplays()} }
+
+// DeadLetterSubject holds one endpoint's dead letters: <prefix>.deadletter.<endpoint>.
+func (n Names) DeadLetterSubject(endpoint string) string {
+	return n.Prefix + "." + deadLetterToken + "." + endpoint
+}
+
+// AllDeadLetters matches the dead-letter subjects of every endpoint: <prefix>.deadletter.>.
+func (n Names) AllDeadLetters() string { return n.DeadLetterSubject(">") }
+
+// DeadLetterEndpoint returns the endpoint of a dead-letter subject.
+func (n Names) DeadLetterEndpoint(subject string) (endpoint string, ok bool) {
+	id, ok := strings.CutPrefix(subject, n.DeadLetterSubject(""))
+	return id, ok && id != ""
+}
+
+// EventName returns the event of a message subject on the events stream, and
+// whether the subject is a replay (addressed to one endpoint).
+func (n Names) EventName(subject string) (event string, replay bool, ok bool) {
+	if rest, found := strings.CutPrefix(subject, n.EventSubject("")); found && rest != "" {
+		return rest, false, true
+	}
+	if rest, found := strings.CutPrefix(subject, n.Prefix+"."+replayToken+"."); found {
+		if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
+			return ev, true, true
+		}
+	}
+	return "", false, false
+}
+
+// EventFilters are the event subjects of an event filter (empty = every event),
+// each once and sorted: JetStream refuses overlapping filter subjects, so an
+// event named twice in a record must not give two filters.
+func (n Names) EventFilters(events []string) []string {
+	if len(events) == 0 {
+		return []string{n.AllEvents()}
+	}
+	filters := make([]string, 0, len(events))
+	for _, e := range events {
+		filters = append(filters, n.EventSubject(e))
+	}
+	slices.Sort(filters)
+	return slices.Compact(filters)
+}
+
+// ConsumerFilters are the filter subjects of an endpoint's durable consumer: its
+// event filter plus its own replay subjects, sorted.
+func (n Names) ConsumerFilters(endpoint string, events []string) []string {
+	filters := append(n.EventFilters(events), n.EndpointReplays(endpoint))
+	slices.Sort(filters)
+	return filters
+}
+
+// ConsumerName is the durable consumer of one endpoint on the events stream.
+func ConsumerName(endpoint string) string { return consumerPrefix + endpoint }
+
+// ConsumerEndpoint returns the endpoint of a durable consumer name, and false
+// for a consumer that is not an endpoint's.
+func ConsumerEndpoint(consumer string) (endpoint string, ok bool) {
+	id, ok := strings.CutPrefix(consumer, consumerPrefix)
+	return id, ok && id != ""
+}
+
+// Headers a publisher may set on an event.
+const (
+	// HeaderRecipient makes an event personal: delivered only to that user's endpoints.
+	HeaderRecipient = "X-DefectDojo-Recipient"
+	// HeaderInstance overrides the configured X-DefectDojo-Instance of the delivery.
+	HeaderInstance = "X-DefectDojo-Instance"
+	// HeaderUserAgent overrides the configured User-Agent of the delivery.
+	HeaderUserAgent = "User-Agent"
+)
+
+// HeaderWebhookID carries the original event id on replays and dead letters.
+const HeaderWebhookID = "Dojo-Webhooks-Id"
+
+// Dead-letter headers: why and when an event failed for good.
+const (
+	HeaderDLEndpoint  = "Dojo-Webhooks-Endpoint"
+	HeaderDLEvent     = "Dojo-Webhooks-Event"
+	HeaderDLReason    = "Dojo-Webhooks-Reason"
+	HeaderDLStatus    = "Dojo-Webhooks-Status"
+	HeaderDLError     = "Dojo-Webhooks-Error"
+	HeaderDLTime      = "Dojo-Webhooks-Time"
+	HeaderDLAttempts  = "Dojo-Webhooks-Attempts"
+	HeaderDLStream    = "Dojo-Webhooks-Stream"
+	HeaderDLStreamSeq = "Dojo-Webhooks-Stream-Seq"
+)
+
+// IsDeadLetterHeader reports whether k is one of the headers the sidecar adds to
+// a dead letter (or the message id it deduplicates them with).
+func IsDeadLetterHeader(k string) bool {
+	switch k {
+	case HeaderDLEndpoint, HeaderDLEvent, HeaderDLReason, HeaderDLStatus, HeaderDLError, HeaderDLTime,
+		HeaderDLAttempts, HeaderDLStream, HeaderDLStreamSeq, nats.MsgIdHdr:
+		return true
+	}
+	return false
+}
+
+// WebhookID is the stable id of an event (the webhook-id header): the id carried
+// by a replay or dead letter, else the publisher's Nats-Msg-Id, else stream and sequence.
+func WebhookID(stream string, hdr nats.Header, seq uint64) string {
+	if id := hdr.Get(HeaderWebhookID); id != "" {
+		return id
+	}
+	if id := hdr.Get(nats.MsgIdHdr); id != "" {
+		return id
+	}
+	return stream + "-" + strconv.FormatUint(seq, 10)
+}
+
+// DeadLetterMsgID is the Nats-Msg-Id of a dead letter: a second copy of the same
+// failure (a crash between the publish and the Term) is dropped as a duplicate.
+func DeadLetterMsgID(endpoint, stream string, seq uint64) string {
+	return "dl:" + endpoint + ":" + stream + ":" + strconv.FormatUint(seq, 10)
+}
+
+// HeldUntil is the pause of a consumer whose endpoint waits for a person
+// (inactive_permanent or an invalid record): far enough to mean "until resumed".
+var HeldUntil = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// IsHeld reports whether a consumer pause is the hold of HeldUntil rather than a
+// timed pause that ends by itself.
+func IsHeld(pausedUntil time.Time) bool { return !pausedUntil.Before(HeldUntil) }
