@@ -149,13 +149,7 @@ func (r *runner) handle(msg jetstream.Msg) {
 		return
 	}
 	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
-	req := delivery.Request{
-		URL: rec.URL, Event: event, Body: msg.Data(), ID: id,
-		Instance:   firstNonEmpty(hdr.Get(contract.HeaderInstance), m.cfg.Instance),
-		UserAgent:  firstNonEmpty(hdr.Get(contract.HeaderUserAgent), m.cfg.UserAgent),
-		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
-		Secrets: rec.SigningSecrets(m.cfg.Now()),
-	}
+	req := NewRequest(rec, event, msg.Data(), id, hdr, RequestDefaults{Instance: m.cfg.Instance, UserAgent: m.cfg.UserAgent}, m.cfg.Now())
 	// In progress until acked, NAKed or terminated: the request and the writes after it.
 	defer keepInProgress(msg, m.ackWait()/3)()
 	res := m.cfg.Client.Send(m.deliverCtx, req)

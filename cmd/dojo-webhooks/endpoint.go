@@ -14,14 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
-)
-
-// pingEvent and pingBody are what DefectDojo sends to test a webhook endpoint.
-const (
-	pingEvent = "ping"
-	pingBody  = `{"description": "Test webhook notification", "title": "", "user": null}`
 )
 
 // masked replaces secrets in everything the CLI prints.
@@ -170,15 +165,7 @@ func (c *cli) add(ctx context.Context, args []string) error {
 func (c *cli) sendPing(ctx context.Context, rec statekv.Record) delivery.Result {
 	client := delivery.New(c.cfg.deliveryOptions())
 	defer client.CloseIdle()
-	return client.Send(ctx, delivery.Request{
-		Secrets: rec.SigningSecrets(time.Now()),
-		URL:     rec.URL, Event: pingEvent, Body: []byte(pingBody),
-		ID:          fmt.Sprintf("ping-%s-%d", rec.ID, time.Now().UnixNano()),
-		Instance:    c.cfg.SiteURL,
-		UserAgent:   c.cfg.UserAgent,
-		HeaderName:  rec.HeaderName,
-		HeaderValue: rec.HeaderValue,
-	})
+	return consumer.Ping(ctx, client, rec, consumer.RequestDefaults{Instance: c.cfg.SiteURL, UserAgent: c.cfg.UserAgent}, time.Now())
 }
 
 func (c *cli) list(ctx context.Context, args []string) error {

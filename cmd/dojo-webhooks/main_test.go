@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -288,7 +289,7 @@ func TestEndpointAddPingsFirst(t *testing.T) {
 		t.Fatalf("add: exit %d, %q", res.code, res.stderr)
 	}
 	hdrs, bodies := ok.requests()
-	if len(bodies) != 1 || bodies[0] != pingBody {
+	if len(bodies) != 1 || bodies[0] != consumer.PingBody {
 		t.Fatalf("ping body %q", bodies)
 	}
 	h := hdrs[0]

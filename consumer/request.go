@@ -1,0 +1,47 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// RequestDefaults are the request headers an event does not set itself.
+type RequestDefaults struct {
+	Instance  string // X-DefectDojo-Instance (DD_SITE_URL)
+	UserAgent string // User-Agent
+}
+
+// NewRequest is the HTTP request that delivers an event (its body and NATS
+// headers, under the delivery id) to the endpoint of rec: the record's URL,
+// header and signing secrets valid at now; the event's X-DefectDojo-Instance and
+// User-Agent headers override the defaults. Deliveries, replays and pings all
+// build their request here.
+func NewRequest(rec statekv.Record, event string, body []byte, id string, hdr nats.Header, d RequestDefaults, now time.Time) delivery.Request {
+	return delivery.Request{
+		URL: rec.URL, Event: event, Body: body, ID: id,
+		Instance:   firstNonEmpty(hdr.Get(contract.HeaderInstance), d.Instance),
+		UserAgent:  firstNonEmpty(hdr.Get(contract.HeaderUserAgent), d.UserAgent),
+		HeaderName: rec.HeaderName, HeaderValue: rec.HeaderValue,
+		Secrets: rec.SigningSecrets(now),
+	}
+}
+
+// PingEvent and PingBody are what DefectDojo sends to test a webhook endpoint.
+const (
+	PingEvent = "ping"
+	PingBody  = `{"description": "Test webhook notification", "title": "", "user": null}`
+)
+
+// Ping sends DefectDojo's test notification to the endpoint of rec, as
+// `endpoint add`, `endpoint ping` and `endpoint activate` do before they store anything.
+func Ping(ctx context.Context, client *delivery.Client, rec statekv.Record, d RequestDefaults, now time.Time) delivery.Result {
+	id := fmt.Sprintf("ping-%s-%d", rec.ID, now.UnixNano())
+	return client.Send(ctx, NewRequest(rec, PingEvent, []byte(PingBody), id, nil, d, now))
+}
