@@ -24,6 +24,7 @@ const (
 	eventsToken     = "events"
 	replayToken     = "replay"
 	deadLetterToken = "deadletter"
+	attemptsToken   = "attempts"
 )
 
 // consumerPrefix starts the name of every endpoint's durable consumer.
@@ -34,13 +35,14 @@ type Names struct {
 	Prefix     string // e.g. defectdojo
 	Events     string // events stream, e.g. DEFECTDOJO_EVENTS
 	DeadLetter string // dead-letter stream, e.g. DEFECTDOJO_DEADLETTER
+	Attempts   string // attempt-log stream, e.g. DEFECTDOJO_ATTEMPTS
 }
 
 // NamesFor derives the stream names from the subject prefix: upper case, dots
-// and dashes as underscores, plus _EVENTS and _DEADLETTER.
+// and dashes as underscores, plus _EVENTS, _DEADLETTER and _ATTEMPTS.
 func NamesFor(prefix string) Names {
 	base := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(prefix))
-	return Names{Prefix: prefix, Events: base + "_EVENTS", DeadLetter: base + "_DEADLETTER"}
+	return Names{Prefix: prefix, Events: base + "_EVENTS", DeadLetter: base + "_DEADLETTER", Attempts: base + "_ATTEMPTS"}
 }
 
 // EventSubject is where publishers send an event: <prefix>.events.<event>.
@@ -77,6 +79,14 @@ func (n Names) DeadLetterEndpoint(subject string) (endpoint string, ok bool) {
 	id, ok := strings.CutPrefix(subject, n.DeadLetterSubject(""))
 	return id, ok && id != ""
 }
+
+// AttemptSubject holds the attempt log of one endpoint: <prefix>.attempts.<endpoint>.
+func (n Names) AttemptSubject(endpoint string) string {
+	return n.Prefix + "." + attemptsToken + "." + endpoint
+}
+
+// AllAttempts matches the attempt-log subjects of every endpoint: <prefix>.attempts.>.
+func (n Names) AllAttempts() string { return n.AttemptSubject(">") }
 
 // EventName returns the event of a message subject on the events stream, and
 // whether the subject is a replay (addressed to one endpoint).
