@@ -1,0 +1,2 @@
+// Package docs holds the repository's documentation (docs/*.md) and the tests that check it.
+package docs
