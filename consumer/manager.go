@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.Observer = observerOrNop(cfg.Observer)
 	stream, err := cfg.JetStream.Stream(ctx, cfg.Names.Events)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: events stream %s: %w", cfg.Names.Events, err)
@@ -306,6 +307,63 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 		st.runner = nil
 	}
 	return true
+}
+
+// Who pauses a consumer on the server
+//
+// Two places pause an endpoint's consumer, and both are needed:
+//
+//   - The manager's reconcile (Run's goroutine) owns the steady state. For each
+//     view the watcher reports, it makes the server's pause match pauseFor(record)
+//     (held records: contract.HeldUntil) and resumes deliverable endpoints.
+//     st.pauseUntil is its belief of the server's pause, so that it only calls the
+//     server when the two differ.
+//   - The runner, after a failure that makes the record undeliverable, pauses at
+//     once (pauseAfterFailure), before it NAKs the event. The reconcile would
+//     pause only once the watcher has seen the write (a KV round trip later);
+//     until then the server would hand the NAKed event straight back and the
+//     runner, reading the old deliverable view, would send it to the failing
+//     endpoint again.
+//
+// The runner's pause goes around st.pauseUntil (which only Run's goroutine may
+// touch), so three things keep the two consistent:
+//
+//  1. The runner pauses only when the watcher has seen no write newer than the
+//     failure: a newer one (a user activation) is the reconcile's to apply, and
+//     pausing after it would undo it.
+//  2. It then records the failure's revision in runner.pausedAt and sends the
+//     endpoint on m.kick: the newer write may still have been reconciled (and the
+//     consumer resumed) between that check and the pause landing.
+//  3. Run's goroutine answers a kick with recheck: st.defined = false, so the
+//     next reconcile's define reads the server's actual pause into st.pauseUntil
+//     and corrects it against the record. recheck skips that reconcile while the
+//     watcher's view is older than pausedAt (reconciling the older, deliverable
+//     view would resume the consumer); the watcher's update for the failure
+//     triggers the reconcile instead, still with st.defined = false.
+//
+// The same kick and recheck serve a consumer deleted under its runner
+// (ConsumeErrHandler in runner.go): the next reconcile creates it again.
+
+// pauseAfterFailure pauses the endpoint's consumer right after r wrote entry,
+// when entry's status may not be sent to; see "Who pauses a consumer on the
+// server" above.
+func (m *Manager) pauseAfterFailure(ctx context.Context, r *runner, entry statekv.Entry) {
+	if entry.Record.Status.Deliverable() {
+		return
+	}
+	until := m.pauseFor(entry.Record)
+	if until.IsZero() {
+		return
+	}
+	if latest, ok := m.cfg.Watcher.Get(r.id); ok && latest.Revision > entry.Revision {
+		return // a newer write: the reconcile of its view owns the pause (1)
+	}
+	_ = m.pause(ctx, r.id, until)
+	r.pausedAt.Store(entry.Revision) // (2)
+	select {
+	case m.kick <- r.id:
+	default:
+	}
 }
 
 // recheck makes the next reconcile of a kicked endpoint compare the server's

@@ -42,16 +42,16 @@ func (s Status) Deliverable() bool {
 
 // Limits of an endpoint record, as documented in the README.
 const (
-	MaxIDLength       = 64
-	MaxNameLength     = 100
-	MaxNoteLength     = 1000
-	MaxURLLength      = 2048
-	MaxOwnerLength    = 150
-	MaxEventLength    = 128
-	MaxEvents         = 64
-	MaxHeaderLength   = 4096
-	MaxRecordBytes    = 64 * 1024
-	timestampPrecison = time.Millisecond
+	MaxIDLength        = 64
+	MaxNameLength      = 100
+	MaxNoteLength      = 1000
+	MaxURLLength       = 2048
+	MaxOwnerLength     = 150
+	MaxEventLength     = 128
+	MaxEvents          = 64
+	MaxHeaderLength    = 4096
+	MaxRecordBytes     = 64 * 1024
+	timestampPrecision = time.Millisecond
 )
 
 // ErrInvalidRecord is wrapped by every parse and validation error of a record.
@@ -379,7 +379,7 @@ func (r Record) Matches(event, recipient string) bool {
 }
 
 // Timestamp normalises t the way records store it: UTC, millisecond precision.
-func Timestamp(t time.Time) time.Time { return t.UTC().Truncate(timestampPrecison) }
+func Timestamp(t time.Time) time.Time { return t.UTC().Truncate(timestampPrecision) }
 
 func nullString(s string) any {
 	if s == "" {

@@ -67,11 +67,16 @@ type Entry struct {
 
 // Store reads and writes endpoint records in a KV bucket with compare-and-set.
 type Store struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	clock Clock
 }
 
-// NewStore returns a store over the bucket kv.
-func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+// NewStore returns a store over the bucket kv, on the wall clock.
+func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv, clock: systemClock{}} }
+
+// WithClock returns a store over the same bucket whose writes are stamped by c
+// (Entry.Modified); a Watcher over it uses c too unless given its own.
+func (s *Store) WithClock(c Clock) *Store { return &Store{kv: s.kv, clock: c} }
 
 // KV returns the underlying bucket.
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
@@ -155,7 +160,7 @@ func (s *Store) Create(ctx context.Context, rec Record) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("create endpoint %s: %w", rec.ID, err)
 	}
-	return Entry{Record: rec, Revision: rev, Modified: time.Now()}, nil
+	return Entry{Record: rec, Revision: rev, Modified: s.clock.Now()}, nil
 }
 
 // Update reads the record, calls change on it, and writes the result only if the
@@ -188,7 +193,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(Record) (Reco
 		if err != nil {
 			return cur, false, fmt.Errorf("update endpoint %s: %w", id, err)
 		}
-		return Entry{Record: next, Revision: rev, Modified: time.Now()}, true, nil
+		return Entry{Record: next, Revision: rev, Modified: s.clock.Now()}, true, nil
 	}
 	return Entry{}, false, fmt.Errorf("update endpoint %s: %d revision conflicts in a row", id, maxCASAttempts)
 }

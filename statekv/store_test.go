@@ -545,3 +545,37 @@ func TestStoreRewriteLargeRecord(t *testing.T) {
 		t.Errorf("after rewrite: status %s, template kept %v", got.Record.Status, string(got.Record.Extra()["template"]) == `"`+html+`"`)
 	}
 }
+
+// TestStoreClock: Create and Update stamp the entry they return with the
+// store's clock; NewStore's is the wall clock.
+func TestStoreClock(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	ctx := t.Context()
+	at := time.Date(2031, 5, 6, 7, 0, 0, 0, time.UTC)
+	clk := newManualClock(at)
+	st := statekv.NewStore(kv).WithClock(clk)
+	e, err := st.Create(ctx, validRecord("stamped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Modified.Equal(at) {
+		t.Errorf("Create: modified %s, want %s", e.Modified, at)
+	}
+	clk.Set(at.Add(time.Second))
+	e, _, err = st.Update(ctx, "stamped", func(r statekv.Record) (statekv.Record, bool, error) { r.Note = "edited"; return r, true, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Modified.Equal(at.Add(time.Second)) {
+		t.Errorf("Update: modified %s, want %s", e.Modified, at.Add(time.Second))
+	}
+	before := time.Now()
+	e, err = statekv.NewStore(kv).Create(ctx, validRecord("wall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Modified.Before(before) || e.Modified.After(time.Now()) {
+		t.Errorf("NewStore: modified %s, want the wall clock", e.Modified)
+	}
+}

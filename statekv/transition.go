@@ -182,7 +182,7 @@ func NextTimer(r Record, p Policy) (due time.Time, in Input, ok bool) {
 		due, in, ok = ReactivationTime(r, p), ReactivateTimer, true
 	case StatusActiveTmp:
 		// Strictly more than recover-after: one tick of the stored precision later.
-		due, in, ok = r.LastError.Add(p.RecoverAfter).Truncate(timestampPrecison).Add(timestampPrecison), RecoverTimer, true
+		due, in, ok = r.LastError.Add(p.RecoverAfter).Truncate(timestampPrecision).Add(timestampPrecision), RecoverTimer, true
 	}
 	if r.PreviousSecret != "" && (!ok || r.PreviousSecretUntil.Before(due)) {
 		due, in, ok = r.PreviousSecretUntil, SecretTimer, true
@@ -194,8 +194,8 @@ func NextTimer(r Record, p Policy) (due time.Time, in Input, ok bool) {
 // reactivate-after past last_error, or its Retry-After hold if later.
 func ReactivationTime(r Record, p Policy) time.Time {
 	due := r.LastError.Add(p.ReactivateAfter)
-	if t := due.Truncate(timestampPrecison); !t.Equal(due) {
-		due = t.Add(timestampPrecison)
+	if t := due.Truncate(timestampPrecision); !t.Equal(due) {
+		due = t.Add(timestampPrecision)
 	}
 	if r.RetryAfter.After(due) {
 		due = r.RetryAfter

@@ -12,9 +12,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// retryDelay is how long a timed transition that failed to write (NATS unreachable) waits before it is tried again.
-const retryDelay = time.Second
-
 // View is the watcher's copy of one endpoint.
 type View struct {
 	ID       string
@@ -29,9 +26,9 @@ func (v View) Valid() bool { return v.Err == nil }
 
 // WatcherOptions configure a Watcher.
 type WatcherOptions struct {
-	Policy Policy           // durations of the timed transitions
-	Now    func() time.Time // clock, default time.Now
-	Logger zerolog.Logger   // where invalid records and timer errors are logged
+	Policy Policy         // durations of the timed transitions
+	Clock  Clock          // when timed transitions fall due and what they stamp; default the store's clock
+	Logger zerolog.Logger // where invalid records and timer errors are logged
 }
 
 // Watcher keeps an in-memory view of every endpoint record, tells subscribers
@@ -40,13 +37,13 @@ type WatcherOptions struct {
 type Watcher struct {
 	store  *Store
 	policy Policy
-	now    func() time.Time
+	clock  Clock
 	log    zerolog.Logger
 
 	mu     sync.RWMutex
 	views  map[string]View
 	subs   map[*Subscription]struct{}
-	timers map[string]*time.Timer
+	timers map[string]Timer
 
 	synced   chan struct{}
 	syncOnce sync.Once
@@ -55,17 +52,17 @@ type Watcher struct {
 
 // NewWatcher returns a watcher over store; Run starts it.
 func NewWatcher(store *Store, opts WatcherOptions) *Watcher {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = store.clock
 	}
 	return &Watcher{
 		store:  store,
 		policy: opts.Policy,
-		now:    opts.Now,
+		clock:  opts.Clock,
 		log:    opts.Logger,
 		views:  make(map[string]View),
 		subs:   make(map[*Subscription]struct{}),
-		timers: make(map[string]*time.Timer),
+		timers: make(map[string]Timer),
 		synced: make(chan struct{}),
 		due:    make(chan string, 1024),
 	}
@@ -99,12 +96,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.runTimers(ctx)
 	}()
 	defer func() {
-		w.mu.Lock()
-		for id, t := range w.timers {
-			t.Stop()
-			delete(w.timers, id)
-		}
-		w.mu.Unlock()
+		w.stopTimers()
 		wg.Wait()
 	}()
 	for {
@@ -305,87 +297,6 @@ func (w *Watcher) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 			ev = ev.Str("from", string(prev.Record.Status))
 		}
 		ev.Msg("endpoint state seen")
-	}
-}
-
-// scheduleLocked arms the record's next timed transition; overdue ones fire at once.
-func (w *Watcher) scheduleLocked(ctx context.Context, id string, rec Record) {
-	due, _, ok := NextTimer(rec, w.policy)
-	if !ok {
-		return
-	}
-	w.armLocked(ctx, id, due.Sub(w.now()))
-}
-
-func (w *Watcher) armLocked(ctx context.Context, id string, after time.Duration) {
-	w.stopTimerLocked(id)
-	w.timers[id] = time.AfterFunc(after, func() {
-		select {
-		case w.due <- id:
-		case <-ctx.Done():
-		}
-	})
-}
-
-func (w *Watcher) stopTimerLocked(id string) {
-	if t, ok := w.timers[id]; ok {
-		t.Stop()
-		delete(w.timers, id)
-	}
-}
-
-// runTimers applies due timed transitions one at a time.
-func (w *Watcher) runTimers(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case id := <-w.due:
-			w.fire(ctx, id)
-		}
-	}
-}
-
-func (w *Watcher) fire(ctx context.Context, id string) {
-	v, ok := w.Get(id)
-	if !ok || v.Err != nil {
-		return
-	}
-	_, in, ok := NextTimer(v.Record, w.policy)
-	if !ok {
-		return
-	}
-	entry, changed, err := w.store.Apply(ctx, id, Event{Input: in}, w.now, w.policy)
-	switch {
-	case err != nil && errors.Is(err, ErrNotFound):
-		return
-	case err != nil && errors.Is(err, ErrInvalidRecord):
-		return // logged by the watch; re-armed when the record is fixed
-	case err != nil:
-		if ctx.Err() != nil {
-			return
-		}
-		w.log.Warn().Str("endpoint", id).Str("transition", in.String()).Err(err).Dur("retry_in", retryDelay).
-			Msg("timed transition not written; retrying")
-		w.rearm(ctx, id, v.Revision, retryDelay)
-	case changed:
-		w.log.Info().Str("endpoint", id).Str("transition", in.String()).Str("from", string(v.Record.Status)).
-			Str("to", string(entry.Record.Status)).Uint64("revision", entry.Revision).Msg("endpoint state changed")
-	default:
-		// Nothing to write: another sidecar or an operator got there first (the watch
-		// re-arms from their write), or the timer fired a little early: arm it again.
-		if due, _, ok := NextTimer(entry.Record, w.policy); ok && due.After(w.now()) {
-			w.rearm(ctx, id, entry.Revision, due.Sub(w.now()))
-		}
-	}
-}
-
-// rearm schedules id again unless a newer revision has been seen meanwhile (its own timer stands).
-func (w *Watcher) rearm(ctx context.Context, id string, rev uint64, after time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if v, ok := w.views[id]; ok && v.Revision == rev {
-		w.armLocked(ctx, id, after)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -596,4 +597,165 @@ func TestWatcherConcurrentReaders(t *testing.T) {
 	waitFor(t, wait, "10 endpoints in the view", func() bool { return len(w.List()) == 10 })
 	close(done)
 	wg.Wait()
+}
+
+// clockStart is where the injected clocks of these tests start: a round time,
+// far from the wall clock, so that only the injected clock can make a timer due.
+var clockStart = time.Date(2031, 5, 6, 7, 0, 0, 0, time.UTC)
+
+// newClockWatcher returns a store and a watcher on the injected clock clk.
+func newClockWatcher(kv jetstream.KeyValue, p statekv.Policy, clk statekv.Clock) (*statekv.Store, *statekv.Watcher) {
+	st := statekv.NewStore(kv).WithClock(clk)
+	return st, statekv.NewWatcher(st, statekv.WatcherOptions{Policy: p, Logger: zerolog.Nop()})
+}
+
+// expectPending checks that clk has exactly the timers due at want.
+func expectPending(t *testing.T, clk *manualClock, want ...time.Time) {
+	t.Helper()
+	if got := clk.pending(); !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Fatalf("timers due at %v, want %v", got, want)
+	}
+}
+
+// expectFired moves clk to at and checks how many timers that made due.
+func expectFired(t *testing.T, clk *manualClock, at time.Time, want int) {
+	t.Helper()
+	if n := clk.Set(at); n != want {
+		t.Fatalf("at %s: %d timers fired, want %d", at.Format(time.RFC3339Nano), n, want)
+	}
+}
+
+// waitView waits until w's view of id satisfies cond, and returns that view.
+func waitView(t *testing.T, w *statekv.Watcher, id string, what string, cond func(statekv.View) bool) statekv.View {
+	t.Helper()
+	var v statekv.View
+	waitFor(t, wait, what, func() bool { var ok bool; v, ok = w.Get(id); return ok && cond(v) })
+	return v
+}
+
+// TestWatcherTimersOnClock: with the default durations (60 s, 24 h) on an
+// injected clock, inactive_tmp becomes active_tmp exactly reactivate-after past
+// last_error and active one millisecond after recover-after, stamped by that clock.
+func TestWatcherTimersOnClock(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	p := statekv.DefaultPolicy()
+	clk := newManualClock(clockStart)
+	_, w := newClockWatcher(kv, p, clk)
+	runWatcher(t, w)
+	last := clockStart
+	rev := rawPut(t, kv, "flaky", `{"name":"Flaky","url":"https://flaky.example.com/","status":"inactive_tmp",`+
+		`"first_error":"`+rfc3339(last.Add(-time.Minute))+`","last_error":"`+rfc3339(last)+`","note":"Response status code: 503"}`)
+	waitView(t, w, "flaky", "flaky in the view", func(v statekv.View) bool { return v.Revision == rev })
+
+	expectPending(t, clk, last.Add(p.ReactivateAfter))
+	expectFired(t, clk, last.Add(p.ReactivateAfter-time.Millisecond), 0)
+	expectFired(t, clk, last.Add(p.ReactivateAfter), 1)
+	v := waitView(t, w, "flaky", "flaky active_tmp in the view", func(v statekv.View) bool { return v.Record.Status == statekv.StatusActiveTmp })
+	if !v.Record.LastError.Equal(last) || v.Record.Note != "Response status code: 503" {
+		t.Errorf("active_tmp kept the outage: %+v", v.Record)
+	}
+
+	expectPending(t, clk, last.Add(p.RecoverAfter+time.Millisecond))
+	expectFired(t, clk, last.Add(p.RecoverAfter), 0) // strictly more than recover-after
+	expectFired(t, clk, last.Add(p.RecoverAfter+time.Millisecond), 1)
+	v = waitView(t, w, "flaky", "flaky active in the view", func(v statekv.View) bool { return v.Record.Status == statekv.StatusActive })
+	if !v.Record.FirstError.IsZero() || !v.Record.LastError.IsZero() || v.Record.Note != statekv.RecoveryNote {
+		t.Errorf("after recovery: %+v", v.Record)
+	}
+	if got := historyStatuses(t, kv, "flaky"); fmt.Sprint(got) != "[inactive_tmp active_tmp active]" {
+		t.Errorf("history %v, want [inactive_tmp active_tmp active]", got)
+	}
+	expectPending(t, clk)
+}
+
+// TestWatcherRetryAfterOnClock: a Retry-After hold later than reactivate-after
+// keeps the endpoint down until the hold, to the millisecond.
+func TestWatcherRetryAfterOnClock(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	p := statekv.DefaultPolicy()
+	clk := newManualClock(clockStart)
+	st, w := newClockWatcher(kv, p, clk)
+	runWatcher(t, w)
+	hold := clockStart.Add(5 * time.Minute)
+	rev := rawPut(t, kv, "busy", `{"name":"Busy","url":"https://busy.example.com/","status":"inactive_tmp",`+
+		`"first_error":"`+rfc3339(clockStart)+`","last_error":"`+rfc3339(clockStart)+`","retry_after":"`+rfc3339(hold)+`","note":"Response status code: 429"}`)
+	waitView(t, w, "busy", "busy in the view", func(v statekv.View) bool { return v.Revision == rev })
+	expectPending(t, clk, hold)
+	expectFired(t, clk, clockStart.Add(p.ReactivateAfter), 0)
+	expectFired(t, clk, hold.Add(-time.Millisecond), 0)
+	expectFired(t, clk, hold, 1)
+	waitFor(t, wait, "busy to become active_tmp", func() bool { return storedStatus(st, "busy") == statekv.StatusActiveTmp })
+	if r := getRecord(t, st, "busy").Record; !r.RetryAfter.IsZero() {
+		t.Errorf("retry_after %s kept after the reactivation", r.RetryAfter)
+	}
+}
+
+// TestWatcherTimerFollowsLastErrorOnClock: a second failure while the
+// reactivation is pending replaces the timer by one reactivate-after past the
+// new last_error; the old one never fires.
+func TestWatcherTimerFollowsLastErrorOnClock(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	p := statekv.DefaultPolicy()
+	clk := newManualClock(clockStart)
+	st, w := newClockWatcher(kv, p, clk)
+	runWatcher(t, w)
+	ctx := t.Context()
+	if _, err := st.Create(ctx, validRecord("ep")); err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := st.Apply(ctx, "ep", statekv.Event{Input: statekv.TemporaryFailure, Note: note500}, clk.Now, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, w, "ep", "ep inactive_tmp in the view", func(v statekv.View) bool { return v.Revision == e.Revision })
+	expectPending(t, clk, clockStart.Add(p.ReactivateAfter))
+
+	second := clockStart.Add(30 * time.Second)
+	expectFired(t, clk, second, 0)
+	if e, _, err = st.Apply(ctx, "ep", statekv.Event{Input: statekv.TemporaryFailure, Note: note503}, clk.Now, p); err != nil {
+		t.Fatal(err)
+	}
+	if !e.Record.LastError.Equal(second) || !e.Modified.Equal(second) {
+		t.Fatalf("second failure: last_error %s modified %s, want %s", e.Record.LastError, e.Modified, second)
+	}
+	waitView(t, w, "ep", "the second failure in the view", func(v statekv.View) bool { return v.Revision == e.Revision })
+	expectPending(t, clk, second.Add(p.ReactivateAfter))
+	expectFired(t, clk, clockStart.Add(p.ReactivateAfter), 0)
+	expectFired(t, clk, second.Add(p.ReactivateAfter), 1)
+	waitFor(t, wait, "ep to become active_tmp", func() bool { return storedStatus(st, "ep") == statekv.StatusActiveTmp })
+	if got := historyStatuses(t, kv, "ep"); fmt.Sprint(got) != "[active inactive_tmp inactive_tmp active_tmp]" {
+		t.Errorf("history %v", got)
+	}
+}
+
+// TestWatcherSecretTimerOnClock: the previous secret of a rotation is dropped
+// at previous_secret_until, not before.
+func TestWatcherSecretTimerOnClock(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	p := statekv.DefaultPolicy()
+	clk := newManualClock(clockStart)
+	st, w := newClockWatcher(kv, p, clk)
+	runWatcher(t, w)
+	r := validRecord("signed")
+	r.Secret, r.PreviousSecret, r.PreviousSecretUntil = secret(32), secret(24), clockStart.Add(time.Hour)
+	e, err := st.Create(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Modified.Equal(clockStart) {
+		t.Errorf("Create stamped %s, want the injected clock's %s", e.Modified, clockStart)
+	}
+	waitView(t, w, "signed", "signed in the view", func(v statekv.View) bool { return v.Revision == e.Revision })
+	expectPending(t, clk, r.PreviousSecretUntil)
+	expectFired(t, clk, r.PreviousSecretUntil.Add(-time.Millisecond), 0)
+	expectFired(t, clk, r.PreviousSecretUntil, 1)
+	v := waitView(t, w, "signed", "the previous secret dropped", func(v statekv.View) bool { return v.Record.PreviousSecret == "" })
+	if v.Record.Secret != r.Secret || !v.Record.PreviousSecretUntil.IsZero() {
+		t.Errorf("after the overlap: secret kept %v, previous_secret_until %s", v.Record.Secret == r.Secret, v.Record.PreviousSecretUntil)
+	}
+	expectPending(t, clk)
 }

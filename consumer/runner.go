@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,21 @@ const (
 // notDeliverableDelay spaces out redeliveries that race with a pause.
 const notDeliverableDelay = 100 * time.Millisecond
 
+// nopObserver is the Observer of a Manager configured without one.
+type nopObserver struct{}
+
+func (nopObserver) Delivered(string, string, delivery.Result)           {}
+func (nopObserver) Transitioned(string, statekv.Status, statekv.Status) {}
+func (nopObserver) DeadLettered(string)                                 {}
+
+// observerOrNop is o, or a no-op Observer when o is nil.
+func observerOrNop(o Observer) Observer {
+	if o == nil {
+		return nopObserver{}
+	}
+	return o
+}
+
 // runner consumes one endpoint's durable consumer.
 type runner struct {
 	m        *Manager
@@ -38,7 +54,7 @@ type runner struct {
 	stopping atomic.Bool
 	sem      chan struct{}
 	inflight sync.WaitGroup
-	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself
+	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself (see pauseAfterFailure)
 }
 
 // startRunner consumes the endpoint's consumer through cons, or a handle looked
@@ -118,122 +134,165 @@ func (r *runner) dispatch(msg jetstream.Msg) {
 	}()
 }
 
-// handle delivers one event to the endpoint and turns the outcome into ack, nak or term.
+// attempt is one event routed to this runner's endpoint, ready to be sent.
+type attempt struct {
+	md    *jetstream.MsgMetadata
+	event string
+	id    string // the delivery id (webhook-id)
+	req   delivery.Request
+}
+
+// handle delivers one event to the endpoint and settles it: ack, nak or term.
+// A panic is recovered: the event is redelivered and the process keeps running.
 func (r *runner) handle(msg jetstream.Msg) {
 	defer r.inflight.Done()
+	var event string
+	defer r.recoverPanic(msg, &event)
+	rec, md, ok := r.check(msg)
+	if !ok {
+		return
+	}
+	if event, ok = r.route(msg, rec); !ok {
+		return
+	}
+	a := r.attempt(msg, md, rec, event)
+	// In progress until acked, NAKed or terminated: the request and the writes after it.
+	defer keepInProgress(msg, AckWait/3)()
+	res := r.m.cfg.Client.Send(r.m.deliverCtx, a.req)
+	r.m.cfg.Observer.Delivered(r.id, event, res)
+	r.logDelivery(a, res)
+	r.settle(msg, a, res)
+}
+
+// panicRetry is how long an event whose delivery panicked waits before it is redelivered.
+const panicRetry = time.Second
+
+// recoverPanic, deferred by handle, turns a panic in one delivery into an
+// error log and a NAK with delay. event is the event name once routed.
+func (r *runner) recoverPanic(msg jetstream.Msg, event *string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	r.m.log.Error().Str("endpoint", r.id).Str("event", *event).Str("subject", msg.Subject()).
+		Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).
+		Dur("retry_in", panicRetry).Msg("delivery panicked; the event is redelivered")
+	_ = msg.NakWithDelay(panicRetry)
+}
+
+// check returns the endpoint's record when msg may be delivered now; otherwise
+// it settles msg itself (NAK while stopping or paused) and returns false.
+func (r *runner) check(msg jetstream.Msg) (statekv.Record, *jetstream.MsgMetadata, bool) {
 	m := r.m
 	if r.stopping.Load() || isClosed(m.stopping) {
 		_ = msg.Nak() // another replica or the next start takes it
-		return
+		return statekv.Record{}, nil, false
 	}
 	md, err := msg.Metadata()
 	if err != nil {
 		m.log.Error().Str("endpoint", r.id).Err(err).Msg("message without JetStream metadata; ignored")
-		return
+		return statekv.Record{}, nil, false
 	}
 	view, ok := m.cfg.Watcher.Get(r.id)
 	if !ok || !view.Valid() || !view.Record.Status.Deliverable() {
 		_ = msg.NakWithDelay(notDeliverableDelay) // the consumer is being paused: it keeps the event
-		return
+		return statekv.Record{}, nil, false
 	}
-	rec := view.Record
-	event, replay, ok := m.cfg.Names.EventName(msg.Subject())
-	if !ok {
-		m.log.Error().Str("endpoint", r.id).Str("subject", msg.Subject()).Msg("subject is not an event subject; terminated")
-		_ = msg.Term()
-		return
-	}
-	hdr := msg.Headers()
-	if !replay && !rec.Matches(event, hdr.Get(contract.HeaderRecipient)) {
-		_ = msg.Ack() // not for this endpoint (owner or filter)
-		return
-	}
-	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
-	req := NewRequest(rec, event, msg.Data(), id, hdr, RequestDefaults{Instance: m.cfg.Instance, UserAgent: m.cfg.UserAgent}, m.cfg.Now())
-	// In progress until acked, NAKed or terminated: the request and the writes after it.
-	defer keepInProgress(msg, m.ackWait()/3)()
-	res := m.cfg.Client.Send(m.deliverCtx, req)
-	if m.cfg.Observer != nil {
-		m.cfg.Observer.Delivered(r.id, event, res)
-	}
-	logEv := m.log.Debug()
-	if res.Class != delivery.Success {
-		logEv = m.log.Warn()
-	}
-	logEv.Str("endpoint", r.id).Str("event", event).Str("webhook_id", id).Int("status", res.StatusCode).
-		Uint64("attempt", md.NumDelivered).Dur("duration", res.Duration).Str("outcome", res.Class.String()).
-		Str("note", res.Note).Msg("delivery")
+	return view.Record, md, true
+}
 
-	switch res.Class {
-	case delivery.Success:
-		_ = msg.Ack()
-	case delivery.Temporary:
-		if m.deliverCtx.Err() != nil {
-			_ = msg.Nak() // cancelled by shutdown: not the endpoint's fault
+// route returns the event msg carries when it is for this endpoint; otherwise
+// it settles msg itself (term when not an event, ack when filtered out) and returns false.
+func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (string, bool) {
+	event, replay, ok := r.m.cfg.Names.EventName(msg.Subject())
+	if !ok {
+		r.m.log.Error().Str("endpoint", r.id).Str("subject", msg.Subject()).Msg("subject is not an event subject; terminated")
+		_ = msg.Term()
+		return "", false
+	}
+	if !replay && !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
+		_ = msg.Ack() // not for this endpoint (owner or filter)
+		return "", false
+	}
+	return event, true
+}
+
+// attempt builds the request that delivers msg's event to rec's endpoint.
+func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec statekv.Record, event string) attempt {
+	m := r.m
+	hdr := msg.Headers()
+	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
+	d := RequestDefaults{Instance: m.cfg.Instance, UserAgent: m.cfg.UserAgent}
+	return attempt{md: md, event: event, id: id, req: NewRequest(rec, event, msg.Data(), id, hdr, d, m.cfg.Now())}
+}
+
+// logDelivery logs one attempt: debug when delivered, warn when it failed.
+func (r *runner) logDelivery(a attempt, res delivery.Result) {
+	ev := r.m.log.Debug()
+	if res.Class != delivery.Success {
+		ev = r.m.log.Warn()
+	}
+	ev.Str("endpoint", r.id).Str("event", a.event).Str("webhook_id", a.id).Int("status", res.StatusCode).
+		Uint64("attempt", a.md.NumDelivered).Dur("duration", res.Duration).Str("outcome", res.Class.String()).
+		Str("note", res.Note).Msg("delivery")
+}
+
+// settle performs the writes decideSettle asks for, then acks, NAKs or terminates msg.
+func (r *runner) settle(msg jetstream.Msg, a attempt, res delivery.Result) {
+	s := settleState{class: res.Class, cancelled: r.m.deliverCtx.Err() != nil}
+	for {
+		switch act := decideSettle(s); act {
+		case writeTransition:
+			s.transition = writeResult(r.transition(failureEvent(res)))
+		case writeDeadLetter:
+			err := r.deadLetter(msg, a, res)
+			if err != nil {
+				r.m.log.Error().Str("endpoint", r.id).Str("event", a.event).Err(err).Msg("dead letter not stored; the event stays in the endpoint's backlog")
+			}
+			s.deadLetter = writeResult(err == nil)
+		case ack:
+			_ = msg.Ack()
 			return
-		}
-		if !r.transition(statekv.Event{Input: statekv.TemporaryFailure, Note: res.Note, RetryAt: res.RetryAfter}) {
-			_ = msg.NakWithDelay(reconcileRetry)
-			return
-		}
-		_ = msg.Nak() // kept; redelivered when the consumer resumes
-	case delivery.Permanent:
-		if !r.transition(statekv.Event{Input: statekv.PermanentFailure, Note: res.Note}) {
-			_ = msg.NakWithDelay(reconcileRetry)
-			return
-		}
-		if err := r.deadLetter(msg, md, event, id, res); err != nil {
-			m.log.Error().Str("endpoint", r.id).Str("event", event).Err(err).Msg("dead letter not stored; the event stays in the endpoint's backlog")
+		case nak:
 			_ = msg.Nak()
 			return
+		case nakDelayed:
+			_ = msg.NakWithDelay(reconcileRetry)
+			return
+		default: // term
+			_ = msg.Term()
+			return
 		}
-		_ = msg.Term()
 	}
 }
 
 // transition writes the failure into the record and, when the endpoint may no
-// longer be sent to, pauses its consumer at once (before the NAK, so that the
-// server does not hand the event straight back). It reports whether the record
-// was written or already reflected the failure.
+// longer be sent to, pauses its consumer at once (see pauseAfterFailure in
+// manager.go). It reports whether the record was written or already reflected
+// the failure.
 func (r *runner) transition(ev statekv.Event) bool {
 	m := r.m
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	before, _ := m.cfg.Watcher.Get(r.id)
-	in := ev.Input
 	entry, changed, err := m.cfg.Store.Apply(ctx, r.id, ev, m.cfg.Now, m.cfg.Policy)
 	if err != nil {
-		m.log.Error().Str("endpoint", r.id).Str("outcome", in.String()).Err(err).Msg("state transition not written")
+		m.log.Error().Str("endpoint", r.id).Str("outcome", ev.Input.String()).Err(err).Msg("state transition not written")
 		return false
 	}
 	if changed {
 		from := before.Record.Status
 		m.log.Info().Str("endpoint", r.id).Str("from", string(from)).Str("to", string(entry.Record.Status)).
 			Str("note", entry.Record.Note).Uint64("revision", entry.Revision).Msg("endpoint state changed")
-		if m.cfg.Observer != nil {
-			m.cfg.Observer.Transitioned(r.id, from, entry.Record.Status)
-		}
+		m.cfg.Observer.Transitioned(r.id, from, entry.Record.Status)
 	}
-	if !entry.Record.Status.Deliverable() {
-		if until := m.pauseFor(entry.Record); !until.IsZero() {
-			if latest, ok := m.cfg.Watcher.Get(r.id); !ok || latest.Revision <= entry.Revision {
-				_ = m.pause(ctx, r.id, until) // the watcher's reconcile pauses it too; this closes the window
-				// A newer write (a user activation) may have been reconciled before this
-				// pause landed: have the manager compare the server's pause with the record again.
-				r.pausedAt.Store(entry.Revision)
-				select {
-				case m.kick <- r.id:
-				default:
-				}
-			}
-		}
-	}
+	m.pauseAfterFailure(ctx, r, entry)
 	return true
 }
 
 // deadLetter stores the event with the reason on the endpoint's dead-letter subject.
-func (r *runner) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, event, id string, res delivery.Result) error {
-	m := r.m
+func (r *runner) deadLetter(msg jetstream.Msg, a attempt, res delivery.Result) error {
+	m, md := r.m, a.md
 	h := nats.Header{}
 	for k, v := range msg.Headers() {
 		if k == nats.MsgIdHdr || len(k) > 4 && k[:4] == "Nats" {
@@ -241,9 +300,9 @@ func (r *runner) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, event,
 		}
 		h[k] = v
 	}
-	h.Set(contract.HeaderWebhookID, id)
+	h.Set(contract.HeaderWebhookID, a.id)
 	h.Set(contract.HeaderDLEndpoint, r.id)
-	h.Set(contract.HeaderDLEvent, event)
+	h.Set(contract.HeaderDLEvent, a.event)
 	h.Set(contract.HeaderDLReason, res.Note)
 	if res.StatusCode != 0 {
 		h.Set(contract.HeaderDLStatus, strconv.Itoa(res.StatusCode))
@@ -260,9 +319,7 @@ func (r *runner) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, event,
 	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: m.cfg.Names.DeadLetterSubject(r.id), Header: h, Data: msg.Data()}); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
-	if m.cfg.Observer != nil {
-		m.cfg.Observer.DeadLettered(r.id)
-	}
+	m.cfg.Observer.DeadLettered(r.id)
 	return nil
 }
 
