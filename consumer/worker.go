@@ -149,9 +149,9 @@ func (r *runner) handle(msg jetstream.Msg) {
 		return
 	}
 	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
-	req := NewRequest(rec, event, msg.Data(), id, hdr, RequestDefaults{Instance: m.cfg.Instance, UserAgent: m.cfg.UserAgent}, m.cfg.Now())
+	req := NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())
 	// In progress until acked, NAKed or terminated: the request and the writes after it.
-	defer keepInProgress(msg, m.ackWait()/3)()
+	defer keepInProgress(msg, AckWait/3)()
 	res := m.cfg.Client.Send(m.deliverCtx, req)
 	if m.cfg.Observer != nil {
 		m.cfg.Observer.Delivered(r.id, event, res)
