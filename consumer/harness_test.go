@@ -2,9 +2,9 @@ package consumer_test
 
 // The end-to-end harness of the consumer package: a real embedded nats-server
 // (internal/natstest), the KV bucket and the streams set up as `serve` does, and
-// a "sidecar" (its own NATS connection, statekv.Store, Watcher, delivery.Client
-// and consumer.Manager) that can be stopped and replaced, as a restarted process
-// would be. Receivers are httptest servers that record every request.
+// a "sidecar" (its own NATS connection and a sidecar.Sidecar: store, watcher,
+// HTTP client and consumer manager) that can be stopped and replaced, as a
+// restarted process would be. Receivers are httptest servers that record every request.
 
 import (
 	"bytes"
@@ -29,6 +29,7 @@ import (
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/jsstate"
+	sidecarpkg "github.com/dojo-webhooks/dojo-webhooks/sidecar"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -145,62 +146,43 @@ func (h *harness) close() {
 	}
 }
 
-// sidecar is one running dojo-webhooks process as serve wires it: its own NATS
-// connection, store, watcher, HTTP client and manager.
+// sidecar is one running dojo-webhooks process, started through the sidecar
+// package as serve starts it (no HTTP server), on its own NATS connection.
 type sidecar struct {
-	h       *harness
-	nc      *nats.Conn
-	watcher *statekv.Watcher
-	client  *delivery.Client
-	mgr     *consumer.Manager
+	h  *harness
+	nc *nats.Conn
+	sc *sidecarpkg.Sidecar
 
-	mgrCancel, watchCancel context.CancelFunc
-	mgrDone, watchDone     chan error
-	stopOnce               sync.Once
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
 }
 
 func (h *harness) startSidecar() *sidecar {
 	t := h.t
 	t.Helper()
-	ctx := context.Background()
 	nc, err := nats.Connect(h.srv.ClientURL(), nats.Name("sidecar"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := statekv.EnsureBucket(ctx, js, statekv.BucketConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := consumer.EnsureStreams(ctx, js, consumer.StreamsConfig{Names: names}); err != nil {
-		t.Fatal(err)
-	}
 	log := zerolog.New(h.logs).Level(h.opts.LogLevel).With().Timestamp().Logger()
-	store := statekv.NewStore(kv)
-	watcher := statekv.NewWatcher(store, statekv.WatcherOptions{Policy: h.opts.Policy, Logger: log})
-	client := delivery.New(delivery.Options{Timeout: h.opts.Timeout, MaxConnsPerHost: max(h.opts.MaxInFlight, delivery.DefaultMaxConnsPerHost)})
-	mgr, err := consumer.New(ctx, consumer.Config{
-		Names: names, MaxInFlight: h.opts.MaxInFlight, Timeout: h.opts.Timeout,
-		Instance: testInstance, UserAgent: testUserAgent, Policy: h.opts.Policy, Logger: log,
-		ShutdownGrace: h.opts.ShutdownGrace, Observer: h.opts.Observer, Client: client, Store: store, Watcher: watcher, JetStream: js,
-	})
+	s, err := sidecarpkg.New(context.Background(), sidecarpkg.Config{
+		Prefix: names.Prefix, MaxInFlight: h.opts.MaxInFlight, Policy: h.opts.Policy,
+		Delivery:      delivery.Options{Timeout: h.opts.Timeout},
+		Request:       consumer.RequestDefaults{Instance: testInstance, UserAgent: testUserAgent},
+		ShutdownGrace: h.opts.ShutdownGrace, Observer: h.opts.Observer, HTTPAddr: sidecarpkg.HTTPOff, Logger: log,
+	}, nc)
 	if err != nil {
+		nc.Close()
 		t.Fatal(err)
 	}
-	sc := &sidecar{h: h, nc: nc, watcher: watcher, client: client, mgr: mgr,
-		mgrDone: make(chan error, 1), watchDone: make(chan error, 1)}
-	wctx, wcancel := context.WithCancel(context.Background())
-	mctx, mcancel := context.WithCancel(context.Background())
-	sc.watchCancel, sc.mgrCancel = wcancel, mcancel
-	go func() { sc.watchDone <- watcher.Run(wctx) }()
-	go func() { sc.mgrDone <- mgr.Run(mctx) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	sc := &sidecar{h: h, nc: nc, sc: s, cancel: cancel, done: make(chan error, 1)}
+	go func() { sc.done <- s.Run(ctx) }()
 	select {
-	case <-watcher.Synced():
-	case err := <-sc.watchDone:
-		t.Fatalf("watcher stopped before its initial sync: %v", err)
+	case <-s.Synced():
+	case err := <-sc.done:
+		t.Fatalf("sidecar stopped before its initial sync: %v", err)
 	case <-time.After(waitTimeout):
 		t.Fatal("watcher not synced")
 	}
@@ -208,27 +190,20 @@ func (h *harness) startSidecar() *sidecar {
 }
 
 // stop stops the sidecar as serve does (the manager first, in-flight requests
-// get the shutdown grace and are NAKed after it), then closes its connection
-// without draining it.
+// get the shutdown grace and are NAKed after it, then the watcher), then
+// closes its connection without draining it.
 func (sc *sidecar) stop() {
 	sc.stopOnce.Do(func() {
 		t := sc.h.t
-		sc.mgrCancel()
+		sc.cancel()
 		select {
-		case err := <-sc.mgrDone:
+		case err := <-sc.done:
 			if err != nil {
-				t.Errorf("manager Run: %v", err)
+				t.Errorf("sidecar Run: %v", err)
 			}
-		case <-time.After(waitTimeout + sc.h.opts.ShutdownGrace):
-			t.Errorf("manager Run did not return after cancel")
+		case <-time.After(2*waitTimeout + sc.h.opts.ShutdownGrace):
+			t.Errorf("sidecar Run did not return after cancel")
 		}
-		sc.watchCancel()
-		select {
-		case <-sc.watchDone:
-		case <-time.After(waitTimeout):
-			t.Errorf("watcher Run did not return after cancel")
-		}
-		sc.client.CloseIdle()
 		sc.nc.Close()
 	})
 }

@@ -29,18 +29,17 @@ const (
 	reconcileRetry = time.Second
 )
 
-// Config configures a Manager; zero values take the documented defaults.
+// Config configures a Manager; zero values take the documented defaults
+// (withDefaults applies them, validate checks the result).
 type Config struct {
-	Names         contract.Names
-	Replicas      int                 // consumer replicas, default 1
-	MaxInFlight   int                 // requests in flight per endpoint (and sidecar), default 1: in publish order
-	Timeout       time.Duration       // the HTTP timeout, used to size AckWait; default delivery.DefaultTimeout
-	Instance      string              // default X-DefectDojo-Instance
-	UserAgent     string              // default User-Agent
+	Names         contract.Names      // default the names of contract.DefaultPrefix
+	Replicas      int                 // consumer replicas, default DefaultReplicas
+	MaxInFlight   int                 // requests in flight per endpoint (and sidecar), default DefaultMaxInFlight: in publish order
+	Request       RequestDefaults     // the request headers an event does not set itself
 	Policy        statekv.Policy      // the state machine's durations
 	Now           func() time.Time    // clock, default time.Now
 	Logger        zerolog.Logger      // delivery failures and transitions
-	ShutdownGrace time.Duration       // how long in-flight deliveries may finish at stop, default 15 s
+	ShutdownGrace time.Duration       // how long in-flight deliveries may finish at stop, default DefaultShutdownGrace
 	Observer      Observer            // optional hooks (metrics)
 	Client        *delivery.Client    // the HTTP client (required)
 	Store         *statekv.Store      // endpoint records (required)
@@ -56,30 +55,34 @@ type Observer interface {
 	DeadLettered(endpoint string)
 }
 
-func (c *Config) validate() error {
-	if c.Client == nil || c.Store == nil || c.Watcher == nil || c.JetStream == nil {
-		return errors.New("consumer: Client, Store, Watcher and JetStream are required")
-	}
+// withDefaults fills the zero fields of c with the defaults: the one place they are applied.
+func (c Config) withDefaults() Config {
+	c.Observer = observerOrNop(c.Observer)
 	if c.Names.Prefix == "" {
 		c.Names = contract.NamesFor(contract.DefaultPrefix)
 	}
 	if c.Replicas == 0 {
-		c.Replicas = 1
+		c.Replicas = DefaultReplicas
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.MaxInFlight < 0 {
-		return fmt.Errorf("consumer: MaxInFlight %d: must be positive", c.MaxInFlight)
-	}
-	if c.Timeout == 0 {
-		c.Timeout = delivery.DefaultTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	return c
+}
+
+// validate checks a configuration that has its defaults; it changes nothing.
+func (c Config) validate() error {
+	if c.Client == nil || c.Store == nil || c.Watcher == nil || c.JetStream == nil {
+		return errors.New("consumer: Client, Store, Watcher and JetStream are required")
+	}
+	if c.MaxInFlight < 0 {
+		return fmt.Errorf("consumer: MaxInFlight %d: must be positive", c.MaxInFlight)
 	}
 	return c.Policy.Validate()
 }
@@ -125,10 +128,10 @@ func (d consumerDef) equal(o consumerDef) bool {
 
 // New checks cfg and returns a manager; Run starts it. The streams must exist (EnsureStreams).
 func New(ctx context.Context, cfg Config) (*Manager, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.Observer = observerOrNop(cfg.Observer)
 	stream, err := cfg.JetStream.Stream(ctx, cfg.Names.Events)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: events stream %s: %w", cfg.Names.Events, err)
@@ -424,16 +427,13 @@ func (m *Manager) definition(rec statekv.Record) consumerDef {
 	return consumerDef{filters: filters, start: start.UTC()}
 }
 
-// ackWait is the consumers' AckWait; handlers keep it from expiring while they work.
-func (m *Manager) ackWait() time.Duration { return AckWait }
-
 func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil time.Time) jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{
 		Durable:        contract.ConsumerName(id),
 		Description:    "dojo-webhooks endpoint " + id,
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        m.ackWait(),
+		AckWait:        AckWait,
 		MaxDeliver:     -1,
 		FilterSubjects: def.filters,
 		MaxAckPending:  m.cfg.MaxInFlight,

@@ -222,8 +222,7 @@ func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec state
 	m := r.m
 	hdr := msg.Headers()
 	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
-	d := RequestDefaults{Instance: m.cfg.Instance, UserAgent: m.cfg.UserAgent}
-	return attempt{md: md, event: event, id: id, req: NewRequest(rec, event, msg.Data(), id, hdr, d, m.cfg.Now())}
+	return attempt{md: md, event: event, id: id, req: NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())}
 }
 
 // logDelivery logs one attempt: debug when delivered, warn when it failed.

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 // Stream limits and defaults, documented in the README.
@@ -16,6 +17,10 @@ const (
 	DefaultEventsMaxAge     = 7 * 24 * time.Hour
 	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
 	DefaultDedupWindow      = 2 * time.Minute
+	// DefaultEventsMaxBytes is no size bound on the events stream.
+	DefaultEventsMaxBytes = -1
+	// DefaultReplicas is the replica count of the streams and consumers: the bucket's.
+	DefaultReplicas = statekv.DefaultReplicas
 	// MaxConsumersPerStream is set on the events stream: one consumer per endpoint,
 	// well above nats-server's default cap of 1000.
 	MaxConsumersPerStream = 100_000
@@ -23,23 +28,28 @@ const (
 
 // StreamsConfig sizes the two streams.
 type StreamsConfig struct {
-	Names            contract.Names
-	Replicas         int           // default 1
-	EventsMaxAge     time.Duration // how long events are kept for endpoints that are down; default 7 days
-	EventsMaxBytes   int64         // size bound of the events stream; 0 or -1 = none
-	DeadLetterMaxAge time.Duration // default 30 days
-	DedupWindow      time.Duration // Nats-Msg-Id duplicate window; default 2 minutes
+	Names            contract.Names // default the names of contract.DefaultPrefix
+	Replicas         int            // default DefaultReplicas
+	EventsMaxAge     time.Duration  // how long events are kept for endpoints that are down; default DefaultEventsMaxAge
+	EventsMaxBytes   int64          // size bound of the events stream; 0 = DefaultEventsMaxBytes, -1 = none
+	DeadLetterMaxAge time.Duration  // default DefaultDeadLetterMaxAge
+	DedupWindow      time.Duration  // Nats-Msg-Id duplicate window; default DefaultDedupWindow
 }
 
+// withDefaults fills the zero fields of c with the defaults: the one place they are applied.
+
 func (c StreamsConfig) withDefaults() StreamsConfig {
+	if c.Names.Prefix == "" {
+		c.Names = contract.NamesFor(contract.DefaultPrefix)
+	}
 	if c.Replicas == 0 {
-		c.Replicas = 1
+		c.Replicas = DefaultReplicas
 	}
 	if c.EventsMaxAge == 0 {
 		c.EventsMaxAge = DefaultEventsMaxAge
 	}
 	if c.EventsMaxBytes == 0 {
-		c.EventsMaxBytes = -1
+		c.EventsMaxBytes = DefaultEventsMaxBytes
 	}
 	if c.DeadLetterMaxAge == 0 {
 		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge

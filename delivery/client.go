@@ -29,24 +29,30 @@ type Client struct {
 	now       func() time.Time
 }
 
+// withDefaults fills the zero fields of o with the defaults: the one place they are applied.
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxConnsPerHost <= 0 {
+		o.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	return o
+}
+
 // New returns a Client configured by opts (zero fields take their defaults).
 func New(opts Options) *Client {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	conns := opts.MaxConnsPerHost
-	if conns <= 0 {
-		conns = DefaultMaxConnsPerHost
-	}
-	maxBody := opts.MaxResponseBytes
-	if maxBody <= 0 {
-		maxBody = DefaultMaxResponseBytes
-	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
+	opts = opts.withDefaults()
+	timeout, conns := opts.Timeout, opts.MaxConnsPerHost
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	dial := opts.DialContext
 	if dial == nil {
@@ -61,11 +67,7 @@ func New(opts Options) *Client {
 			g.allow = append(g.allow, p.Masked())
 		}
 		dialer.Control = g.control // checks again the very address connected to, before connecting
-		resolver := opts.Resolver
-		if resolver == nil {
-			resolver = net.DefaultResolver
-		}
-		dial = (&safeDialer{guard: g, resolver: resolver, dial: dial}).DialContext
+		dial = (&safeDialer{guard: g, resolver: opts.Resolver, dial: dial}).DialContext
 	}
 	tr := &http.Transport{
 		Proxy:               proxy,
@@ -98,8 +100,8 @@ func New(opts Options) *Client {
 		},
 		transport: tr,
 		timeout:   timeout,
-		maxBody:   maxBody,
-		now:       now,
+		maxBody:   opts.MaxResponseBytes,
+		now:       opts.Now,
 	}
 }
 

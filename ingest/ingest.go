@@ -42,10 +42,10 @@ type Publisher interface {
 // Options configure the bridge; zero values take the defaults.
 type Options struct {
 	Names          contract.Names     // subjects (required)
-	MaxBodyBytes   int64              // largest accepted body, default 1 MiB
-	PublishTimeout time.Duration      // how long to wait for JetStream to store the event, default 5 s
+	MaxBodyBytes   int64              // largest accepted body, default DefaultMaxBodyBytes (1 MiB)
+	PublishTimeout time.Duration      // how long to wait for JetStream to store the event, default DefaultPublishTimeout (5 s)
 	Token          string             // shared secret; empty = no authentication
-	TokenHeader    string             // header carrying it (DefectDojo's header_name), default Authorization
+	TokenHeader    string             // header carrying it (DefectDojo's header_name), default DefaultTokenHeader
 	Connected      func() bool        // reports whether NATS is connected; nil = always
 	Received       func(event string) // called once per stored event (metrics); optional
 }
@@ -56,18 +56,23 @@ type Handler struct {
 	opts Options
 }
 
+// withDefaults fills the zero fields of o with the defaults: the one place they are applied.
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.TokenHeader == "" {
+		o.TokenHeader = DefaultTokenHeader
+	}
+	return o
+}
+
 // New returns the bridge publishing through pub.
 func New(pub Publisher, opts Options) *Handler {
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if opts.PublishTimeout <= 0 {
-		opts.PublishTimeout = DefaultPublishTimeout
-	}
-	if opts.TokenHeader == "" {
-		opts.TokenHeader = DefaultTokenHeader
-	}
-	return &Handler{pub: pub, opts: opts}
+	return &Handler{pub: pub, opts: opts.withDefaults()}
 }
 
 // accepted is the body of a 202.

@@ -30,21 +30,13 @@ const maxCASAttempts = 100
 // BucketConfig describes the endpoint bucket.
 type BucketConfig struct {
 	Name     string // bucket name, default DefaultBucket
-	Replicas int    // stream replicas, default 1
+	Replicas int    // stream replicas, default DefaultReplicas
 	History  int    // revisions kept per key, 1 to 64, default DefaultHistory
 }
 
 // EnsureBucket creates the bucket or updates its configuration, and returns it.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, cfg BucketConfig) (jetstream.KeyValue, error) {
-	if cfg.Name == "" {
-		cfg.Name = DefaultBucket
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.History == 0 {
-		cfg.History = DefaultHistory
-	}
+	cfg = cfg.withDefaults()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Name,
 		Description: "dojo-webhooks endpoint records (DefectDojo Notification_Webhooks)",

@@ -22,6 +22,9 @@ type Timer interface {
 	Stop() bool
 }
 
+// SystemClock returns the wall clock: time.Now and time.AfterFunc.
+func SystemClock() Clock { return systemClock{} }
+
 // systemClock is the wall clock: time.Now and time.AfterFunc.
 type systemClock struct{}
 

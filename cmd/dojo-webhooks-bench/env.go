@@ -20,7 +20,7 @@ import (
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
-	"github.com/dojo-webhooks/dojo-webhooks/metrics"
+	sidecarpkg "github.com/dojo-webhooks/dojo-webhooks/sidecar"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -225,20 +225,15 @@ func paced(perSecond int, dur time.Duration, fn func(i int)) int {
 	return total
 }
 
-// sidecar is the real pipeline wired as cmd/dojo-webhooks/serve.go does:
-// its own connection, EnsureBucket, EnsureStreams, Store, Watcher.Run,
-// delivery.New, metrics observer, consumer.New + Run.
+// sidecar is the real pipeline, started through the sidecar package as
+// `serve` starts it (no HTTP server), on its own in-process connection.
 type sidecar struct {
-	started time.Time
+	*sidecarpkg.Sidecar
 	nc      *nats.Conn
-	js      jetstream.JetStream
-	store   *statekv.Store
 	watcher *statekv.Watcher
-	manager *consumer.Manager
-	client  *delivery.Client
 
-	cancelW, cancelM context.CancelFunc
-	doneW, doneM     chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 type sidecarOpts struct {
@@ -249,7 +244,7 @@ type sidecarOpts struct {
 }
 
 func (e *env) startSidecar(o sidecarOpts) (_ *sidecar, err error) {
-	s := &sidecar{started: time.Now()}
+	s := &sidecar{}
 	defer func() {
 		if err != nil {
 			s.stop()
@@ -258,68 +253,34 @@ func (e *env) startSidecar(o sidecarOpts) (_ *sidecar, err error) {
 	if s.nc, err = e.connect("dojo-webhooks", true); err != nil {
 		return s, err
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
-		return s, err
-	}
-	ctx := context.Background()
-	kv, err := statekv.EnsureBucket(ctx, s.js, statekv.BucketConfig{Name: e.bucket})
+	s.Sidecar, err = sidecarpkg.New(context.Background(), sidecarpkg.Config{
+		Prefix: e.names.Prefix, Bucket: statekv.BucketConfig{Name: e.bucket},
+		MaxInFlight: o.mif, Policy: o.policy, Delivery: delivery.Options{Timeout: o.timeout},
+		Request:       consumer.RequestDefaults{Instance: benchInstance, UserAgent: benchUserAgent},
+		ShutdownGrace: benchShutdownGrace, HTTPAddr: sidecarpkg.HTTPOff, Metrics: o.metrics, Logger: e.log,
+	}, s.nc)
 	if err != nil {
 		return s, err
 	}
-	if err := consumer.EnsureStreams(ctx, s.js, consumer.StreamsConfig{Names: e.names}); err != nil {
-		return s, err
-	}
-	if o.timeout == 0 {
-		o.timeout = delivery.DefaultTimeout
-	}
-	if o.policy == (statekv.Policy{}) {
-		o.policy = statekv.DefaultPolicy()
-	}
-	s.store = statekv.NewStore(kv)
-	s.watcher = statekv.NewWatcher(s.store, statekv.WatcherOptions{Policy: o.policy, Logger: e.log})
-	s.client = delivery.New(delivery.Options{Timeout: o.timeout, MaxConnsPerHost: max(o.mif, delivery.DefaultMaxConnsPerHost)})
-	cfg := consumer.Config{
-		Names: e.names, Replicas: 1, MaxInFlight: o.mif, Timeout: o.timeout,
-		Instance: benchInstance, UserAgent: benchUserAgent, Policy: o.policy, Logger: e.log,
-		ShutdownGrace: benchShutdownGrace, Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: s.js,
-	}
-	if o.metrics {
-		cfg.Observer = metrics.New(s.watcher, s.js, e.names, e.log)
-	}
-	if s.manager, err = consumer.New(ctx, cfg); err != nil {
-		return s, err
-	}
-	var wctx, mctx context.Context
-	wctx, s.cancelW = context.WithCancel(context.Background())
-	mctx, s.cancelM = context.WithCancel(context.Background())
-	s.doneW, s.doneM = make(chan struct{}), make(chan struct{})
+	s.watcher = s.Watcher()
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	s.done = make(chan struct{})
 	go func() {
-		defer close(s.doneW)
-		if err := s.watcher.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
-			e.log.Error().Err(err).Msg("watcher stopped")
-		}
-	}()
-	go func() {
-		defer close(s.doneM)
-		if err := s.manager.Run(mctx); err != nil {
-			e.log.Error().Err(err).Msg("manager stopped")
+		defer close(s.done)
+		if err := s.Run(ctx); err != nil {
+			e.log.Error().Err(err).Msg("sidecar stopped")
 		}
 	}()
 	return s, nil
 }
 
-// stop stops the manager first (in-flight deliveries drain), then the watcher, as serve does.
+// stop stops the sidecar (the manager first: in-flight deliveries drain) and
+// then drains its connection, as serve does.
 func (s *sidecar) stop() {
-	if s.cancelM != nil {
-		s.cancelM()
-		<-s.doneM
-	}
-	if s.cancelW != nil {
-		s.cancelW()
-		<-s.doneW
-	}
-	if s.client != nil {
-		s.client.CloseIdle()
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
 	}
 	if s.nc != nil {
 		done := make(chan struct{})

@@ -3,9 +3,9 @@
 //
 // It starts everything in-process: an embedded nats-server with JetStream
 // file storage in a temp dir (or uses NATS_URL), a local net/http receiver on
-// 127.0.0.1 answering 204, and the sidecar's real pipeline wired as
-// cmd/dojo-webhooks/serve.go does (bucket, streams, watcher, delivery client,
-// metrics observer, consumer manager). Each scenario round gets a fresh
+// 127.0.0.1 answering 204, and the sidecar's real pipeline started through the
+// sidecar package as `serve` starts it (bucket, streams, watcher, delivery
+// client, metrics observer, consumer manager; no HTTP server). Each scenario round gets a fresh
 // server (or, with NATS_URL, fresh streams and bucket under a unique prefix).
 //
 //	go run ./cmd/dojo-webhooks-bench                     # all six scenarios, 3 rounds, medians (about 10 min)

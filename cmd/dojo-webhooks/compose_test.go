@@ -91,7 +91,7 @@ func TestDockerfileBuildsTheBinary(t *testing.T) {
 		t.Error("Dockerfile must be a multi-stage build starting from golang")
 	}
 	// The healthcheck path it relies on is served.
-	if !strings.Contains(readFile(t, "healthcheck.go"), `"/healthz"`) || !strings.Contains(readFile(t, "serve.go"), `"GET /healthz"`) {
+	if !strings.Contains(readFile(t, "healthcheck.go"), `"/healthz"`) || !strings.Contains(readFile(t, "../../sidecar/health.go"), `"GET /healthz"`) {
 		t.Error("healthcheck and /healthz disagree")
 	}
 }

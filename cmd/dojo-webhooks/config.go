@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/ingest"
+	"github.com/dojo-webhooks/dojo-webhooks/sidecar"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -65,7 +68,20 @@ type Config struct {
 	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
 	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
+
+	// Parsed by validate, so that nothing is parsed twice.
+	allowNets []netip.Prefix // AllowNetworks
+	rootCAs   *x509.CertPool // CAFile; nil = the system roots only
 }
+
+// Defaults that belong to the command itself; every other envDefault above is
+// a package's Default* constant (config_test.go checks that they agree).
+const (
+	defaultDataDir       = "data"
+	defaultSecretOverlap = 24 * time.Hour
+	defaultLogLevel      = "info"
+	defaultLogFormat     = "json"
+)
 
 var subjectToken = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
@@ -76,7 +92,8 @@ func loadConfig(environ map[string]string) (Config, error) {
 	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
 		return c, namedEnvError(err)
 	}
-	return c, c.validate()
+	err := c.validate()
+	return c, err
 }
 
 // namedEnvError rewrites caarlos0/env's field names into variable names.
@@ -104,14 +121,31 @@ func envKey(field string) string {
 	return field
 }
 
-func (c Config) validate() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("configuration: %s: %s", envKey(field), fmt.Sprintf(format, args...))
+// validate checks every variable and keeps what it parsed (networks, CA pool).
+// Each area has its own check; the first error wins.
+func (c *Config) validate() error {
+	for _, check := range []func() error{c.checkStorage, c.checkDurations, c.checkPipeline, c.checkDelivery,
+		c.checkIngest, c.checkNATS, c.checkLog} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// bad is a configuration error naming the variable of field.
+func bad(field, format string, args ...any) error {
+	return fmt.Errorf("configuration: %s: %s", envKey(field), fmt.Sprintf(format, args...))
+}
+
+var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// checkStorage checks the names and sizes of the subjects, bucket and streams.
+func (c *Config) checkStorage() error {
 	if !subjectToken.MatchString(c.SubjectPrefix) {
 		return bad("SubjectPrefix", "%q is not a valid subject prefix (tokens of [A-Za-z0-9_-] separated by dots)", c.SubjectPrefix)
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_-]+$`).MatchString(c.Bucket) {
+	if !bucketName.MatchString(c.Bucket) {
 		return bad("Bucket", "%q is not a valid bucket name ([A-Za-z0-9_-])", c.Bucket)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
@@ -120,52 +154,78 @@ func (c Config) validate() error {
 	if c.History < 1 || c.History > 64 {
 		return bad("History", "%d: must be 1 to 64", c.History)
 	}
+	if c.EventsMaxBytes == 0 || c.EventsMaxBytes < -1 {
+		return bad("EventsMaxBytes", "%d: must be positive, or -1 for no bound", c.EventsMaxBytes)
+	}
+	return nil
+}
+
+// checkDurations checks the durations that must be positive.
+func (c *Config) checkDurations() error {
 	for field, d := range map[string]time.Duration{"Timeout": c.Timeout, "ReactivateAfter": c.ReactivateAfter,
 		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait,
-		"EventsMaxAge": c.EventsMaxAge, "DeadLetterAge": c.DeadLetterAge, "DedupWindow": c.DedupWindow, "ShutdownGrace": c.ShutdownGrace} {
+		"EventsMaxAge": c.EventsMaxAge, "DeadLetterAge": c.DeadLetterAge, "DedupWindow": c.DedupWindow,
+		"ShutdownGrace": c.ShutdownGrace, "SecretOverlap": c.SecretOverlap} {
 		if d <= 0 {
 			return bad(field, "%s: must be positive", d)
 		}
 	}
-	if c.MaxInFlight < 1 || c.MaxInFlight > 1000 {
-		return bad("MaxInFlight", "%d: must be 1 to 1000", c.MaxInFlight)
-	}
-	if c.EventsMaxBytes == 0 || c.EventsMaxBytes < -1 {
-		return bad("EventsMaxBytes", "%d: must be positive, or -1 for no bound", c.EventsMaxBytes)
+	if c.MaxRetryAfter < 0 {
+		return bad("MaxRetryAfter", "%s: must not be negative", c.MaxRetryAfter)
 	}
 	if c.DedupWindow > c.EventsMaxAge {
 		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
 	}
-	if c.MaxRetryAfter < 0 {
-		return bad("MaxRetryAfter", "%s: must not be negative", c.MaxRetryAfter)
+	return nil
+}
+
+// checkPipeline checks the deliveries' concurrency and default headers.
+func (c *Config) checkPipeline() error {
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1000 {
+		return bad("MaxInFlight", "%d: must be 1 to 1000", c.MaxInFlight)
 	}
-	if c.SecretOverlap <= 0 {
-		return bad("SecretOverlap", "%s: must be positive", c.SecretOverlap)
+	if c.SiteURL != "" {
+		if u, err := url.Parse(c.SiteURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("SiteURL", "%q is not an http(s) URL", c.SiteURL)
+		}
 	}
-	if _, err := c.allowNetworks(); err != nil {
+	return nil
+}
+
+// checkDelivery parses the destination allow-list and the CA bundle.
+func (c *Config) checkDelivery() error {
+	nets, err := parseNetworks(c.AllowNetworks)
+	if err != nil {
 		return bad("AllowNetworks", "%v", err)
 	}
+	c.allowNets = nets
+	c.rootCAs = nil
 	if c.CAFile != "" {
-		if _, err := delivery.LoadCAFile(c.CAFile); err != nil {
+		if c.rootCAs, err = delivery.LoadCAFile(c.CAFile); err != nil {
 			return bad("CAFile", "%v", err)
 		}
 	}
+	return nil
+}
+
+// checkIngest checks the /ingest bridge.
+func (c *Config) checkIngest() error {
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
 	if c.IngestToken != "" && !statekv.ValidHeaderName(c.IngestHeader) {
 		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
 	}
+	return nil
+}
+
+// checkNATS checks the embedded server and the client credentials.
+func (c *Config) checkNATS() error {
 	if c.NATSURL == "" && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded server (NATS_URL is empty)")
 	}
 	if c.NATSPort < 1 || c.NATSPort > 65535 {
 		return bad("NATSPort", "%d: must be 1 to 65535", c.NATSPort)
-	}
-	if c.SiteURL != "" {
-		if u, err := url.Parse(c.SiteURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return bad("SiteURL", "%q is not an http(s) URL", c.SiteURL)
-		}
 	}
 	if (c.NATSCert == "") != (c.NATSKey == "") {
 		return bad("NATSCert", "NATS_CERT and NATS_KEY go together")
@@ -173,6 +233,11 @@ func (c Config) validate() error {
 	if c.NATSPassword != "" && c.NATSUser == "" {
 		return bad("NATSPassword", "set without NATS_USER")
 	}
+	return nil
+}
+
+// checkLog checks the log settings.
+func (c *Config) checkLog() error {
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		return bad("LogLevel", "%q: must be debug, info, warn or error", c.LogLevel)
 	}
@@ -182,15 +247,10 @@ func (c Config) validate() error {
 	return nil
 }
 
-// policy is the state machine's durations from the configuration.
-func (c Config) policy() statekv.Policy {
-	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter,
-		MaxRetryAfter: c.MaxRetryAfter}
-}
-
-func (c Config) allowNetworks() ([]netip.Prefix, error) {
+// parseNetworks parses a comma-separated list of CIDR networks.
+func parseNetworks(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range strings.Split(c.AllowNetworks, ",") {
+	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
@@ -203,16 +263,33 @@ func (c Config) allowNetworks() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// deliveryOptions configures the HTTP client of deliveries and pings. The
-// configuration was validated, so the CA file loads.
+// policy is the state machine's durations from the configuration.
+func (c Config) policy() statekv.Policy {
+	return statekv.Policy{ReactivateAfter: c.ReactivateAfter, RecoverAfter: c.RecoverAfter, GiveUpAfter: c.GiveUpAfter,
+		MaxRetryAfter: c.MaxRetryAfter}
+}
+
+// deliveryOptions configures the HTTP client of deliveries and pings, from
+// what validate parsed (the sidecar sizes the keep-alive pool).
 func (c Config) deliveryOptions() delivery.Options {
-	nets, _ := c.allowNetworks()
-	o := delivery.Options{Timeout: c.Timeout, MaxConnsPerHost: max(c.MaxInFlight, delivery.DefaultMaxConnsPerHost),
-		BlockPrivate: c.BlockPrivate, AllowNetworks: nets}
-	if c.CAFile != "" {
-		o.RootCAs, _ = delivery.LoadCAFile(c.CAFile)
+	return delivery.Options{Timeout: c.Timeout, BlockPrivate: c.BlockPrivate, AllowNetworks: c.allowNets, RootCAs: c.rootCAs}
+}
+
+// requestDefaults are the headers of deliveries and pings an event does not set.
+func (c Config) requestDefaults() consumer.RequestDefaults {
+	return consumer.RequestDefaults{Instance: c.SiteURL, UserAgent: c.UserAgent}
+}
+
+// sidecar configures the running sidecar of serve.
+func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
+	return sidecar.Config{
+		Prefix: c.SubjectPrefix, Replicas: c.Replicas, Bucket: c.bucket(), Streams: c.streams(),
+		MaxInFlight: c.MaxInFlight, Policy: c.policy(), Delivery: c.deliveryOptions(), Request: c.requestDefaults(),
+		ShutdownGrace: c.ShutdownGrace,
+		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
+		HTTPAddr:      c.HTTPAddr, Metrics: true,
+		ConnectWait: c.ConnectWait, Logger: log, Started: started,
 	}
-	return o
 }
 
 // bucket describes the endpoint bucket.
@@ -236,6 +313,9 @@ func printEnvHelp(w io.Writer) {
 	t := reflect.TypeFor[Config]()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if f.Tag.Get("env") == "" {
+			continue // parsed, not read from the environment
+		}
 		def := f.Tag.Get("envDefault")
 		if def == "" {
 			def = "(empty)"

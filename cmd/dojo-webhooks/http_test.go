@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,11 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
-	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 // TestIngestToWebhook: a DefectDojo-like request to /ingest comes out at the
@@ -103,35 +98,4 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// TestReadyzWaitsForTheWatcher: not ready before the endpoint records are loaded.
-func TestReadyzWaitsForTheWatcher(t *testing.T) {
-	_, nc, js := natstest.JetStream(t)
-	cfg, err := loadConfig(map[string]string{"NATS_URL": nc.ConnectedUrl()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kv, err := statekv.EnsureBucket(ctx, js, statekv.BucketConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := statekv.NewWatcher(statekv.NewStore(kv), statekv.WatcherOptions{Policy: cfg.policy(), Logger: zerolog.Nop()})
-	h := &health{nc: nc, js: js, watcher: w, bucket: cfg.Bucket, names: cfg.names()}
-	if err := h.ready(); err == nil || !strings.Contains(err.Error(), "not loaded") {
-		t.Fatalf("ready before the watcher ran: %v", err)
-	}
-	go w.Run(ctx)
-	<-w.Synced()
-	if err := h.ready(); err == nil || !strings.Contains(err.Error(), "stream") {
-		t.Fatalf("ready without the streams: %v", err)
-	}
-	if err := consumer.EnsureStreams(ctx, js, cfg.streams()); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.ready(); err != nil {
-		t.Fatalf("not ready with everything in place: %v", err)
-	}
 }

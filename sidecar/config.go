@@ -1,0 +1,128 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/ingest"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// Defaults of the sidecar's own settings, documented in the README.
+const (
+	// DefaultConnectWait is how long start-up waits for JetStream to place the bucket and streams.
+	DefaultConnectWait = 30 * time.Second
+	// DefaultHTTPAddr is the HTTP listen address: loopback only.
+	DefaultHTTPAddr = "127.0.0.1:8080"
+	// HTTPOff as the HTTP address runs no HTTP server.
+	HTTPOff = "off"
+)
+
+// Config configures a Sidecar; zero values take the documented defaults of
+// this package and of the packages it wires (withDefaults applies them,
+// validate checks the result).
+type Config struct {
+	Prefix   string                 // subject prefix, default contract.DefaultPrefix
+	Replicas int                    // replicas of the bucket, the streams and the consumers, default consumer.DefaultReplicas
+	Bucket   statekv.BucketConfig   // the endpoint bucket; its Replicas is set from Replicas
+	Streams  consumer.StreamsConfig // the events and dead-letter streams; Names and Replicas are set from Prefix and Replicas
+
+	MaxInFlight   int                      // requests in flight per endpoint, default consumer.DefaultMaxInFlight
+	Policy        statekv.Policy           // the state machine's durations; zero = statekv.DefaultPolicy()
+	Delivery      delivery.Options         // the HTTP client; MaxConnsPerHost defaults to at least MaxInFlight, Now to Config.Clock
+	Request       consumer.RequestDefaults // the request headers an event does not set itself
+	ShutdownGrace time.Duration            // how long in-flight deliveries may finish at stop, default consumer.DefaultShutdownGrace
+	Observer      consumer.Observer        // optional hooks, called besides the metrics'
+
+	Ingest   ingest.Options // the /ingest bridge; Names, Connected and Received are set by the sidecar
+	HTTPAddr string         // HTTP listen address, default DefaultHTTPAddr; HTTPOff = no HTTP server
+	Listener net.Listener   // when set, the HTTP server serves it and HTTPAddr is not used
+	Metrics  bool           // collect metrics (and serve /metrics)
+
+	ConnectWait time.Duration  // how long New waits for JetStream to place the bucket and streams, default DefaultConnectWait
+	Logger      zerolog.Logger // every component's log
+	Clock       statekv.Clock  // clock of the store, the watcher, the manager and the HTTP client, default statekv.SystemClock()
+	Started     time.Time      // when start-up began, for the ready log's duration; default when New is called
+}
+
+// withDefaults fills the zero fields of c with the defaults: the one place they are applied.
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = contract.DefaultPrefix
+	}
+	if c.Replicas == 0 {
+		c.Replicas = consumer.DefaultReplicas
+	}
+	c.Bucket.Replicas = c.Replicas
+	c.Streams.Names, c.Streams.Replicas = contract.NamesFor(c.Prefix), c.Replicas
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = consumer.DefaultMaxInFlight
+	}
+	if c.Policy == (statekv.Policy{}) {
+		c.Policy = statekv.DefaultPolicy()
+	}
+	if c.Clock == nil {
+		c.Clock = statekv.SystemClock()
+	}
+	if c.Delivery.Now == nil {
+		c.Delivery.Now = c.Clock.Now
+	}
+	if c.Delivery.MaxConnsPerHost == 0 {
+		// A keep-alive pool at least as large as the requests in flight to one host.
+		c.Delivery.MaxConnsPerHost = max(c.MaxInFlight, delivery.DefaultMaxConnsPerHost)
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = consumer.DefaultShutdownGrace
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.ConnectWait == 0 {
+		c.ConnectWait = DefaultConnectWait
+	}
+	if c.Started.IsZero() {
+		c.Started = time.Now()
+	}
+	return c
+}
+
+// validate checks what the sidecar itself uses; the wired packages check the rest.
+func (c Config) validate() error {
+	if c.Replicas < 0 {
+		return fmt.Errorf("sidecar: Replicas %d: must be positive", c.Replicas)
+	}
+	if c.ConnectWait < 0 {
+		return fmt.Errorf("sidecar: ConnectWait %s: must not be negative", c.ConnectWait)
+	}
+	if c.ShutdownGrace < 0 {
+		return fmt.Errorf("sidecar: ShutdownGrace %s: must not be negative", c.ShutdownGrace)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	return nil
+}
+
+// httpOn reports whether the sidecar serves HTTP.
+func (c Config) httpOn() bool { return c.Listener != nil || c.HTTPAddr != HTTPOff }
+
+// ListenError is New's error when the HTTP listen address cannot be listened on.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("listen on %s: %v", e.Addr, e.Err) }
+
+// Unwrap returns the listen error.
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// errRunTwice is Run's error on a second call.
+var errRunTwice = errors.New("sidecar: Run called twice")

@@ -1,0 +1,45 @@
+package sidecar
+
+import (
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// observers calls each of its observers in turn.
+type observers []consumer.Observer
+
+// observe combines the non-nil observers into one; nil when there is none.
+func observe(all ...consumer.Observer) consumer.Observer {
+	var o observers
+	for _, x := range all {
+		if x != nil {
+			o = append(o, x)
+		}
+	}
+	switch len(o) {
+	case 0:
+		return nil
+	case 1:
+		return o[0]
+	}
+	return o
+}
+
+func (o observers) Delivered(endpoint, event string, res delivery.Result) {
+	for _, x := range o {
+		x.Delivered(endpoint, event, res)
+	}
+}
+
+func (o observers) Transitioned(endpoint string, from, to statekv.Status) {
+	for _, x := range o {
+		x.Transitioned(endpoint, from, to)
+	}
+}
+
+func (o observers) DeadLettered(endpoint string) {
+	for _, x := range o {
+		x.DeadLettered(endpoint)
+	}
+}

@@ -1,0 +1,258 @@
+// Package sidecar wires one running dojo-webhooks sidecar and owns its
+// lifecycle: New ensures the bucket and streams and builds the store, the
+// watcher, the HTTP client, the metrics, the consumer manager and the HTTP
+// surface (/healthz, /readyz, /metrics, /ingest); Run runs them until its
+// context is done and stops them in order. `dojo-webhooks serve`, the bench and
+// the end-to-end tests all start the sidecar through this package.
+//
+// The NATS connection is the caller's: it connects before New and drains or
+// closes the connection after Run returned.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/ingest"
+	"github.com/dojo-webhooks/dojo-webhooks/metrics"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+const (
+	// ensureRetry spaces out the tries to place the bucket and streams on a forming cluster.
+	ensureRetry = time.Second
+	// httpShutdownTimeout bounds how long the HTTP server may take to stop.
+	httpShutdownTimeout = 10 * time.Second
+	// readHeaderTimeout bounds how long a client may take to send its request headers.
+	readHeaderTimeout = 10 * time.Second
+)
+
+// Sidecar is one wired sidecar: built by New, run once by Run.
+type Sidecar struct {
+	cfg     Config
+	names   contract.Names
+	log     zerolog.Logger
+	js      jetstream.JetStream
+	bucket  string
+	store   *statekv.Store
+	watcher *statekv.Watcher
+	client  *delivery.Client
+	metrics *metrics.Metrics
+	manager *consumer.Manager
+	mux     *http.ServeMux
+	ln      net.Listener // nil when HTTP is off
+	ran     atomic.Bool
+}
+
+// New ensures the bucket and streams over nc (waiting up to cfg.ConnectWait
+// for a cluster that cannot place them yet), wires every component and listens
+// on the HTTP address, so that a taken port fails here. No goroutine runs
+// until Run.
+func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	s := &Sidecar{cfg: cfg, names: cfg.Streams.Names, log: cfg.Logger, js: js}
+	kv, err := s.ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.bucket = kv.Bucket()
+	s.store = statekv.NewStore(kv).WithClock(cfg.Clock)
+	s.watcher = statekv.NewWatcher(s.store, statekv.WatcherOptions{Policy: cfg.Policy, Logger: s.log})
+	s.client = delivery.New(cfg.Delivery)
+	var observer consumer.Observer
+	if cfg.Metrics {
+		s.metrics = metrics.New(s.watcher, js, s.names, s.log)
+		observer = s.metrics
+	}
+	s.manager, err = consumer.New(ctx, consumer.Config{
+		Names: s.names, Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Request: cfg.Request,
+		Policy: cfg.Policy, Now: cfg.Clock.Now, Logger: s.log, ShutdownGrace: cfg.ShutdownGrace,
+		Observer: observe(observer, cfg.Observer),
+		Client:   s.client, Store: s.store, Watcher: s.watcher, JetStream: js,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mux = s.routes(nc)
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ensure creates or updates the bucket and the streams. A cluster that is still
+// forming (a peer offline, no leader yet) refuses to place them: it is tried
+// again every second until ConnectWait has passed since the first try.
+func (s *Sidecar) ensure(ctx context.Context) (jetstream.KeyValue, error) {
+	deadline := time.Now().Add(s.cfg.ConnectWait)
+	for {
+		kv, err := statekv.EnsureBucket(ctx, s.js, s.cfg.Bucket)
+		if err == nil {
+			err = consumer.EnsureStreams(ctx, s.js, s.cfg.Streams)
+		}
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return kv, err
+		}
+		s.log.Warn().Err(err).Msg("JetStream not ready for the bucket and streams yet; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(ensureRetry):
+		}
+	}
+}
+
+// routes mounts the HTTP surface.
+func (s *Sidecar) routes(nc *nats.Conn) *http.ServeMux {
+	mux := http.NewServeMux()
+	(&health{nc: nc, js: s.js, watcher: s.watcher, bucket: s.bucket, names: s.names}).mount(mux)
+	in := s.cfg.Ingest
+	in.Names, in.Connected, in.Received = s.names, nc.IsConnected, nil
+	if s.metrics != nil {
+		in.Received = s.metrics.Received
+		mux.Handle("GET /metrics", s.metrics.Handler())
+	}
+	mux.Handle("/ingest", ingest.New(s.js, in))
+	return mux
+}
+
+// listen opens the HTTP listener, unless HTTP is off or a listener was given.
+func (s *Sidecar) listen() error {
+	switch {
+	case s.cfg.Listener != nil:
+		s.ln = s.cfg.Listener
+	case s.cfg.httpOn():
+		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+		if err != nil {
+			return &ListenError{Addr: s.cfg.HTTPAddr, Err: err}
+		}
+		s.ln = ln
+	}
+	return nil
+}
+
+// Handle mounts h on the sidecar's HTTP server (call it before Run).
+func (s *Sidecar) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Run runs the watcher, the manager and the HTTP server until ctx is done or
+// one of them fails, then stops them in order: the manager first (in-flight
+// deliveries drain within the shutdown grace, and may still write
+// transitions), then the watcher and the HTTP server. It returns the failure,
+// or nil after a stop by ctx. Run may be called once.
+func (s *Sidecar) Run(ctx context.Context) error {
+	if s.ran.Swap(true) {
+		return errRunTwice
+	}
+	defer s.client.CloseIdle()
+	// The watcher and the HTTP server outlive ctx until the manager has stopped.
+	wctx, cancelW := context.WithCancel(context.Background())
+	defer cancelW()
+	mctx, cancelM := context.WithCancel(ctx)
+	defer cancelM()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() {
+		if err := s.watcher.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- err
+		}
+	})
+	managerDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(managerDone)
+		if err := s.manager.Run(mctx); err != nil {
+			errc <- err
+		}
+	})
+	if s.ln != nil {
+		s.serveHTTP(wctx, &wg, errc)
+	}
+
+	select {
+	case <-s.watcher.Synced():
+		byStatus, invalid := s.watcher.Counts()
+		s.log.Info().Str("bucket", s.bucket).Int("endpoints", len(s.watcher.List())).Int("invalid", invalid).
+			Interface("by_status", byStatus).Dur("startup", time.Since(s.cfg.Started)).Msg("dojo-webhooks ready")
+	case err := <-errc:
+		cancelM()
+		cancelW()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info().Msg("stopping: draining in-flight deliveries")
+	case runErr = <-errc:
+	}
+	cancelM()
+	<-managerDone
+	cancelW()
+	wg.Wait()
+	s.log.Info().Msg("stopped")
+	return runErr
+}
+
+// serveHTTP serves the listener until ctx is done, then shuts the server down.
+func (s *Sidecar) serveHTTP(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: readHeaderTimeout}
+	wg.Go(func() {
+		if err := hs.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	})
+	s.log.Info().Str("addr", s.ln.Addr().String()).Msg("HTTP server listening")
+}
+
+// Synced is closed once the watcher has loaded every endpoint record.
+func (s *Sidecar) Synced() <-chan struct{} { return s.watcher.Synced() }
+
+// Addr is the HTTP server's address; nil when HTTP is off.
+func (s *Sidecar) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Names are the subjects and streams of the configured prefix.
+func (s *Sidecar) Names() contract.Names { return s.names }
+
+// JetStream is the sidecar's JetStream context.
+func (s *Sidecar) JetStream() jetstream.JetStream { return s.js }
+
+// Store is the sidecar's endpoint store.
+func (s *Sidecar) Store() *statekv.Store { return s.store }
+
+// Watcher is the sidecar's in-memory view of the endpoint records.
+func (s *Sidecar) Watcher() *statekv.Watcher { return s.watcher }
+
+// Metrics is the sidecar's metrics; nil when metrics are off.
+func (s *Sidecar) Metrics() *metrics.Metrics { return s.metrics }
