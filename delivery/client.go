@@ -132,7 +132,9 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 	}
 	// Read a bounded amount so a small body leaves the connection reusable; a larger
 	// body is not drained: closing it early drops the connection instead.
-	_, _ = io.CopyN(io.Discard, resp.Body, c.maxBody+1)
+	// Keep enough more to mask a header value the snippet's end would cut in two.
+	kept := &snippet{keep: min(req.KeepBody, int(c.maxBody)) + len(req.HeaderValue)*min(req.KeepBody, 1)}
+	_, _ = io.CopyN(kept, resp.Body, c.maxBody+1)
 	_ = resp.Body.Close()
 	d := time.Since(start)
 
@@ -146,7 +148,57 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 			note = truncate(redact(note+" (Location: "+loc+")", req.HeaderValue))
 		}
 	}
-	return Result{Class: class, StatusCode: resp.StatusCode, Note: note, Duration: d, RetryAfter: after}
+	res := Result{Class: class, StatusCode: resp.StatusCode, Note: note, Duration: d, RetryAfter: after,
+		Header: keptHeaders(resp.Header, req.HeaderValue)}
+	res.Body, res.BodyTruncated = kept.redacted(req.KeepBody, req.HeaderValue)
+	return res
+}
+
+// snippet keeps the first keep bytes written to it and discards the rest.
+type snippet struct {
+	keep int
+	buf  []byte
+	more bool
+}
+
+func (s *snippet) Write(p []byte) (int, error) {
+	n := len(p)
+	if room := s.keep - len(s.buf); room > 0 {
+		s.buf = append(s.buf, p[:min(room, len(p))]...)
+		p = p[min(room, len(p)):]
+	}
+	if len(p) > 0 && s.keep > 0 {
+		s.more = true
+	}
+	return n, nil
+}
+
+// redacted is the first n bytes kept, with the request's header value masked (a
+// receiver that echoes its request), and whether the body was longer.
+func (s *snippet) redacted(n int, secret string) ([]byte, bool) {
+	if s.buf == nil {
+		return nil, false
+	}
+	b := []byte(redact(string(s.buf), secret))
+	if len(b) > n {
+		return b[:n], true
+	}
+	return b, s.more
+}
+
+// keptHeaders copies the KeptHeaders present in h, bounded, with the request's
+// header value and any URL password masked.
+func keptHeaders(h http.Header, secret string) map[string]string {
+	out := map[string]string{}
+	for _, k := range KeptHeaders {
+		if v := h.Get(k); v != "" {
+			if u, err := url.Parse(v); err == nil && u.User != nil {
+				v = u.Redacted()
+			}
+			out[k] = truncate(redact(v, secret))
+		}
+	}
+	return out
 }
 
 // retryAfter returns the time a Retry-After value (delta-seconds or HTTP date) asks to wait until,

@@ -54,6 +54,9 @@ type Request struct {
 	// webhook-signature entry per secret, in order; each is SecretPrefix + base64 of 24 to 64 bytes
 	// (see ParseSecret); ID must then be non-empty. Never put in a note or error.
 	Secrets []string
+	// KeepBody is how many of the response body's first bytes Result.Body keeps
+	// (the attempt log's snippet); 0 = none. At most the bytes read (MaxResponseBytes).
+	KeepBody int
 }
 
 // Result is what one attempt produced.
@@ -67,7 +70,18 @@ type Result struct {
 	// before which the endpoint asked not to be called again; zero when absent, unparseable or not in
 	// the future. It is not capped: the caller bounds it.
 	RetryAfter time.Time
+	// Header holds the response headers worth keeping in the attempt log
+	// (KeptHeaders) that were present; nil when no response came.
+	Header map[string]string
+	// Body is the response body's first Request.KeepBody bytes; BodyTruncated
+	// says the body was longer.
+	Body          []byte
+	BodyTruncated bool
 }
+
+// KeptHeaders are the response headers a Result keeps: what explains an answer
+// without holding a secret.
+var KeptHeaders = []string{"Content-Type", "Retry-After", "Location"}
 
 // Options configure a Client; zero values take the documented defaults.
 type Options struct {

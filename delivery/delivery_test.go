@@ -687,3 +687,31 @@ func benchmarkSend(b *testing.B, secrets []string) {
 		}
 	})
 }
+
+// The attempt log's view of an answer: the first KeepBody bytes of the body, the
+// headers worth keeping (Content-Type, Retry-After, Location) and nothing that
+// echoes the endpoint's header value or a URL password.
+func TestSendKeepsResponseSnippet(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Retry-After", "7")
+		w.Header().Set("Location", "https://u:pw@elsewhere.example/x")
+		w.Header().Set("X-Other", "dropped")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "busy; you sent %s and more text after", r.Header.Get("Authorization"))
+	})
+	c := delivery.New(delivery.Options{})
+	res := c.Send(context.Background(), delivery.Request{URL: srv.URL, Event: "ping", Body: []byte("{}"),
+		HeaderName: "Authorization", HeaderValue: secret, KeepBody: 40})
+	if string(res.Body) != "busy; you sent [redacted] and more text " || !res.BodyTruncated {
+		t.Errorf("body %q truncated %v", res.Body, res.BodyTruncated)
+	}
+	want := map[string]string{"Content-Type": "text/plain", "Retry-After": "7", "Location": "https://u:xxxxx@elsewhere.example/x"}
+	if fmt.Sprint(res.Header) != fmt.Sprint(want) {
+		t.Errorf("headers %v, want %v", res.Header, want)
+	}
+	res = c.Send(context.Background(), delivery.Request{URL: srv.URL, Event: "ping", Body: []byte("{}")})
+	if res.Body != nil || res.BodyTruncated {
+		t.Errorf("KeepBody 0 kept %q", res.Body)
+	}
+}
