@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -41,6 +42,8 @@ type Config struct {
 	Logger        zerolog.Logger      // delivery failures and transitions
 	ShutdownGrace time.Duration       // how long in-flight deliveries may finish at stop, default DefaultShutdownGrace
 	Observer      Observer            // optional hooks (metrics)
+	Attempts      *attempts.Recorder  // the attempt log; nil = none
+	AttemptBody   int                 // response body bytes an attempt record keeps, default attempts.DefaultBodyBytes; -1 = none
 	Client        *delivery.Client    // the HTTP client (required)
 	Store         *statekv.Store      // endpoint records (required)
 	Watcher       *statekv.Watcher    // their in-memory view (required)
@@ -58,6 +61,9 @@ type Observer interface {
 // withDefaults fills the zero fields of c with the defaults: the one place they are applied.
 func (c Config) withDefaults() Config {
 	c.Observer = observerOrNop(c.Observer)
+	if c.AttemptBody == 0 {
+		c.AttemptBody = attempts.DefaultBodyBytes
+	}
 	if c.Names.Prefix == "" {
 		c.Names = contract.NamesFor(contract.DefaultPrefix)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -42,6 +43,30 @@ const (
 // Ping sends DefectDojo's test notification to the endpoint of rec, as
 // `endpoint add`, `endpoint ping` and `endpoint activate` do before they store anything.
 func Ping(ctx context.Context, client *delivery.Client, rec statekv.Record, d RequestDefaults, now time.Time) delivery.Result {
-	id := fmt.Sprintf("ping-%s-%d", rec.ID, now.UnixNano())
-	return client.Send(ctx, NewRequest(rec, PingEvent, []byte(PingBody), id, nil, d, now))
+	return client.Send(ctx, NewRequest(rec, PingEvent, []byte(PingBody), pingID(rec.ID, now), nil, d, now))
+}
+
+// AttemptOf is the attempt-log record of one HTTP attempt, with what the
+// answer showed; the caller adds the stream position and the states.
+func AttemptOf(endpoint, event, webhookID string, kind attempts.Kind, res delivery.Result, start time.Time) attempts.Record {
+	outcome := res.Class.String()
+	return attempts.Record{
+		Endpoint: endpoint, WebhookID: webhookID, Event: event, Kind: kind,
+		Start: start.UTC(), DurationMS: float64(res.Duration.Microseconds()) / 1000, Status: res.StatusCode,
+		Outcome: outcome, Note: res.Note, ResponseHeaders: res.Header,
+		ResponseBody: string(res.Body), BodyTruncated: res.BodyTruncated,
+	}
+}
+
+// pingID is the webhook-id of a ping sent at now.
+func pingID(endpoint string, now time.Time) string {
+	return fmt.Sprintf("ping-%s-%d", endpoint, now.UnixNano())
+}
+
+// PingAttempt is the attempt-log record of a ping that Ping sent at start (its
+// now) to rec's endpoint.
+func PingAttempt(rec statekv.Record, res delivery.Result, start time.Time) attempts.Record {
+	a := AttemptOf(rec.ID, PingEvent, pingID(rec.ID, start), attempts.KindPing, res, start)
+	a.StateBefore, a.StateAfter = string(rec.Status), string(rec.Status)
+	return a
 }

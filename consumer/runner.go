@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -136,10 +137,12 @@ func (r *runner) dispatch(msg jetstream.Msg) {
 
 // attempt is one event routed to this runner's endpoint, ready to be sent.
 type attempt struct {
-	md    *jetstream.MsgMetadata
-	event string
-	id    string // the delivery id (webhook-id)
-	req   delivery.Request
+	md     *jetstream.MsgMetadata
+	event  string
+	id     string // the delivery id (webhook-id)
+	replay bool   // sent again by a replay
+	before statekv.Status
+	req    delivery.Request
 }
 
 // handle delivers one event to the endpoint and settles it: ack, nak or term.
@@ -152,16 +155,31 @@ func (r *runner) handle(msg jetstream.Msg) {
 	if !ok {
 		return
 	}
-	if event, ok = r.route(msg, rec); !ok {
+	var replay bool
+	if event, replay, ok = r.route(msg, rec); !ok {
 		return
 	}
-	a := r.attempt(msg, md, rec, event)
+	a := r.attempt(msg, md, rec, event, replay)
 	// In progress until acked, NAKed or terminated: the request and the writes after it.
 	defer keepInProgress(msg, AckWait/3)()
+	start := r.m.cfg.Now()
 	res := r.m.cfg.Client.Send(r.m.deliverCtx, a.req)
 	r.m.cfg.Observer.Delivered(r.id, event, res)
 	r.logDelivery(a, res)
-	r.settle(msg, a, res)
+	after := r.settle(msg, a, res)
+	r.record(a, res, start, after)
+}
+
+// record puts the attempt in the attempt log (queued: it never waits).
+func (r *runner) record(a attempt, res delivery.Result, start time.Time, after statekv.Status) {
+	kind := attempts.KindDelivery
+	if a.replay {
+		kind = attempts.KindReplay
+	}
+	rec := AttemptOf(r.id, a.event, a.id, kind, res, start)
+	rec.StreamSeq, rec.Attempt = a.md.Sequence.Stream, a.md.NumDelivered
+	rec.StateBefore, rec.StateAfter = string(a.before), string(after)
+	r.m.cfg.Attempts.Record(rec)
 }
 
 // panicRetry is how long an event whose delivery panicked waits before it is redelivered.
@@ -201,28 +219,32 @@ func (r *runner) check(msg jetstream.Msg) (statekv.Record, *jetstream.MsgMetadat
 	return view.Record, md, true
 }
 
-// route returns the event msg carries when it is for this endpoint; otherwise
+// route returns the event msg carries, and whether it is a replay, when it is for this endpoint; otherwise
 // it settles msg itself (term when not an event, ack when filtered out) and returns false.
-func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (string, bool) {
-	event, replay, ok := r.m.cfg.Names.EventName(msg.Subject())
+func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, replay, ok bool) {
+	event, replay, ok = r.m.cfg.Names.EventName(msg.Subject())
 	if !ok {
 		r.m.log.Error().Str("endpoint", r.id).Str("subject", msg.Subject()).Msg("subject is not an event subject; terminated")
 		_ = msg.Term()
-		return "", false
+		return "", false, false
 	}
 	if !replay && !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
 		_ = msg.Ack() // not for this endpoint (owner or filter)
-		return "", false
+		return "", false, false
 	}
-	return event, true
+	return event, replay, true
 }
 
 // attempt builds the request that delivers msg's event to rec's endpoint.
-func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec statekv.Record, event string) attempt {
+func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec statekv.Record, event string, replay bool) attempt {
 	m := r.m
 	hdr := msg.Headers()
 	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
-	return attempt{md: md, event: event, id: id, req: NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())}
+	req := NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())
+	if m.cfg.Attempts.Enabled(true) {
+		req.KeepBody = max(m.cfg.AttemptBody, 0)
+	}
+	return attempt{md: md, event: event, id: id, replay: replay, before: rec.Status, req: req}
 }
 
 // logDelivery logs one attempt: debug when delivered, warn when it failed.
@@ -236,13 +258,19 @@ func (r *runner) logDelivery(a attempt, res delivery.Result) {
 		Str("note", res.Note).Msg("delivery")
 }
 
-// settle performs the writes decideSettle asks for, then acks, NAKs or terminates msg.
-func (r *runner) settle(msg jetstream.Msg, a attempt, res delivery.Result) {
+// settle performs the writes decideSettle asks for, then acks, NAKs or
+// terminates msg. It returns the endpoint's state after the attempt.
+func (r *runner) settle(msg jetstream.Msg, a attempt, res delivery.Result) statekv.Status {
 	s := settleState{class: res.Class, cancelled: r.m.deliverCtx.Err() != nil}
+	after := a.before
 	for {
 		switch act := decideSettle(s); act {
 		case writeTransition:
-			s.transition = writeResult(r.transition(failureEvent(res)))
+			entry, ok := r.transition(failureEvent(res))
+			if ok {
+				after = entry.Record.Status
+			}
+			s.transition = writeResult(ok)
 		case writeDeadLetter:
 			err := r.deadLetter(msg, a, res)
 			if err != nil {
@@ -251,25 +279,25 @@ func (r *runner) settle(msg jetstream.Msg, a attempt, res delivery.Result) {
 			s.deadLetter = writeResult(err == nil)
 		case ack:
 			_ = msg.Ack()
-			return
+			return after
 		case nak:
 			_ = msg.Nak()
-			return
+			return after
 		case nakDelayed:
 			_ = msg.NakWithDelay(reconcileRetry)
-			return
+			return after
 		default: // term
 			_ = msg.Term()
-			return
+			return after
 		}
 	}
 }
 
 // transition writes the failure into the record and, when the endpoint may no
 // longer be sent to, pauses its consumer at once (see pauseAfterFailure in
-// manager.go). It reports whether the record was written or already reflected
-// the failure.
-func (r *runner) transition(ev statekv.Event) bool {
+// manager.go). It returns the record written, and whether it was written or
+// already reflected the failure.
+func (r *runner) transition(ev statekv.Event) (statekv.Entry, bool) {
 	m := r.m
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -277,7 +305,7 @@ func (r *runner) transition(ev statekv.Event) bool {
 	entry, changed, err := m.cfg.Store.Apply(ctx, r.id, ev, m.cfg.Now, m.cfg.Policy)
 	if err != nil {
 		m.log.Error().Str("endpoint", r.id).Str("outcome", ev.Input.String()).Err(err).Msg("state transition not written")
-		return false
+		return entry, false
 	}
 	if changed {
 		from := before.Record.Status
@@ -286,7 +314,7 @@ func (r *runner) transition(ev statekv.Event) bool {
 		m.cfg.Observer.Transitioned(r.id, from, entry.Record.Status)
 	}
 	m.pauseAfterFailure(ctx, r, entry)
-	return true
+	return entry, true
 }
 
 // deadLetter stores the event with the reason on the endpoint's dead-letter subject.

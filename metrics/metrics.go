@@ -25,12 +25,13 @@ const scrapeTimeout = 5 * time.Second
 
 // Metrics holds the sidecar's collectors; it implements consumer.Observer.
 type Metrics struct {
-	registry    *prometheus.Registry
-	received    *prometheus.CounterVec
-	deliveries  *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	transitions *prometheus.CounterVec
-	deadLetters *prometheus.CounterVec
+	registry     *prometheus.Registry
+	received     *prometheus.CounterVec
+	deliveries   *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	transitions  *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
+	attemptsLost prometheus.Counter
 }
 
 // New registers every metric; view and js feed the gauges read at scrape time
@@ -59,8 +60,12 @@ func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, lo
 			Name: "dojo_webhooks_dead_letters_total",
 			Help: "Events dead-lettered by this sidecar, by endpoint.",
 		}, []string{"endpoint"}),
+		attemptsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dojo_webhooks_attempts_not_recorded_total",
+			Help: "Attempts that could not be written to the attempt log (queue full or publish failed); deliveries are not affected.",
+		}),
 	}
-	m.registry.MustRegister(m.received, m.deliveries, m.latency, m.transitions, m.deadLetters,
+	m.registry.MustRegister(m.received, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(&stateCollector{view: view, js: js, names: names, log: log})
 	return m
@@ -85,6 +90,9 @@ func (m *Metrics) Delivered(endpoint, _ string, res delivery.Result) {
 func (m *Metrics) Transitioned(_ string, from, to statekv.Status) {
 	m.transitions.WithLabelValues(string(from), string(to)).Inc()
 }
+
+// AttemptsLost counts attempts the attempt log could not record.
+func (m *Metrics) AttemptsLost(n int) { m.attemptsLost.Add(float64(n)) }
 
 // DeadLettered counts one dead letter.
 func (m *Metrics) DeadLettered(endpoint string) { m.deadLetters.WithLabelValues(endpoint).Inc() }

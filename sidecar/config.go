@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
@@ -41,6 +43,10 @@ type Config struct {
 	ShutdownGrace time.Duration            // how long in-flight deliveries may finish at stop, default consumer.DefaultShutdownGrace
 	Observer      consumer.Observer        // optional hooks, called besides the metrics'
 
+	Attempts       attempts.Mode         // what the attempt log records, default attempts.DefaultMode; attempts.ModeOff = no log
+	AttemptsStream attempts.StreamConfig // the attempt-log stream's bounds; Names and Replicas are set from Prefix and Replicas
+	AttemptBody    int                   // response body bytes an attempt keeps, default attempts.DefaultBodyBytes; -1 = none
+
 	Ingest   ingest.Options // the /ingest bridge; Names, Connected and Received are set by the sidecar
 	HTTPAddr string         // HTTP listen address, default DefaultHTTPAddr; HTTPOff = no HTTP server
 	Listener net.Listener   // when set, the HTTP server serves it and HTTPAddr is not used
@@ -62,6 +68,10 @@ func (c Config) withDefaults() Config {
 	}
 	c.Bucket.Replicas = c.Replicas
 	c.Streams.Names, c.Streams.Replicas = contract.NamesFor(c.Prefix), c.Replicas
+	c.AttemptsStream.Names, c.AttemptsStream.Replicas = c.Streams.Names, c.Replicas
+	if c.Attempts == "" {
+		c.Attempts = attempts.DefaultMode
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = consumer.DefaultMaxInFlight
 	}
@@ -103,6 +113,12 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		return fmt.Errorf("sidecar: ShutdownGrace %s: must not be negative", c.ShutdownGrace)
+	}
+	if _, err := attempts.ParseMode(string(c.Attempts)); err != nil {
+		return fmt.Errorf("sidecar: Attempts %w", err)
+	}
+	if c.AttemptBody > attempts.MaxBodyBytes {
+		return fmt.Errorf("sidecar: AttemptBody %d: at most %d", c.AttemptBody, attempts.MaxBodyBytes)
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("sidecar: %w", err)

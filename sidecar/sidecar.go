@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
@@ -42,19 +43,20 @@ const (
 
 // Sidecar is one wired sidecar: built by New, run once by Run.
 type Sidecar struct {
-	cfg     Config
-	names   contract.Names
-	log     zerolog.Logger
-	js      jetstream.JetStream
-	bucket  string
-	store   *statekv.Store
-	watcher *statekv.Watcher
-	client  *delivery.Client
-	metrics *metrics.Metrics
-	manager *consumer.Manager
-	mux     *http.ServeMux
-	ln      net.Listener // nil when HTTP is off
-	ran     atomic.Bool
+	cfg      Config
+	names    contract.Names
+	log      zerolog.Logger
+	js       jetstream.JetStream
+	bucket   string
+	store    *statekv.Store
+	watcher  *statekv.Watcher
+	client   *delivery.Client
+	metrics  *metrics.Metrics
+	attempts *attempts.Recorder
+	manager  *consumer.Manager
+	mux      *http.ServeMux
+	ln       net.Listener // nil when HTTP is off
+	ran      atomic.Bool
 }
 
 // New ensures the bucket and streams over nc (waiting up to cfg.ConnectWait
@@ -80,15 +82,19 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 	s.watcher = statekv.NewWatcher(s.store, statekv.WatcherOptions{Policy: cfg.Policy, Logger: s.log})
 	s.client = delivery.New(cfg.Delivery)
 	var observer consumer.Observer
+	lost := func(int) {}
 	if cfg.Metrics {
 		s.metrics = metrics.New(s.watcher, js, s.names, s.log)
-		observer = s.metrics
+		observer, lost = s.metrics, s.metrics.AttemptsLost
+	}
+	if cfg.Attempts != attempts.ModeOff {
+		s.attempts = attempts.NewRecorder(js, attempts.RecorderOptions{Names: s.names, Mode: cfg.Attempts, Logger: s.log, Lost: lost})
 	}
 	s.manager, err = consumer.New(ctx, consumer.Config{
 		Names: s.names, Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Request: cfg.Request,
 		Policy: cfg.Policy, Now: cfg.Clock.Now, Logger: s.log, ShutdownGrace: cfg.ShutdownGrace,
-		Observer: observe(observer, cfg.Observer),
-		Client:   s.client, Store: s.store, Watcher: s.watcher, JetStream: js,
+		Observer: observe(observer, cfg.Observer), Attempts: s.attempts, AttemptBody: cfg.AttemptBody,
+		Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: js,
 	})
 	if err != nil {
 		return nil, err
@@ -109,6 +115,9 @@ func (s *Sidecar) ensure(ctx context.Context) (jetstream.KeyValue, error) {
 		kv, err := statekv.EnsureBucket(ctx, s.js, s.cfg.Bucket)
 		if err == nil {
 			err = consumer.EnsureStreams(ctx, s.js, s.cfg.Streams)
+		}
+		if err == nil && s.cfg.Attempts != attempts.ModeOff {
+			err = attempts.EnsureStream(ctx, s.js, s.cfg.AttemptsStream)
 		}
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return kv, err
@@ -176,6 +185,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			errc <- err
 		}
 	})
+	// The attempt log is written until the manager's last delivery has been recorded.
+	actx, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	if s.attempts != nil {
+		wg.Go(func() { _ = s.attempts.Run(actx) })
+	}
 	managerDone := make(chan struct{})
 	wg.Go(func() {
 		defer close(managerDone)
@@ -194,6 +209,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			Interface("by_status", byStatus).Dur("startup", time.Since(s.cfg.Started)).Msg("dojo-webhooks ready")
 	case err := <-errc:
 		cancelM()
+		<-managerDone
+		cancelA()
 		cancelW()
 		wg.Wait()
 		return err
@@ -208,6 +225,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	cancelM()
 	<-managerDone
+	cancelA()
 	cancelW()
 	wg.Wait()
 	s.log.Info().Msg("stopped")
@@ -253,6 +271,9 @@ func (s *Sidecar) Store() *statekv.Store { return s.store }
 
 // Watcher is the sidecar's in-memory view of the endpoint records.
 func (s *Sidecar) Watcher() *statekv.Watcher { return s.watcher }
+
+// Attempts is the sidecar's attempt-log recorder; nil when the log is off.
+func (s *Sidecar) Attempts() *attempts.Recorder { return s.attempts }
 
 // Metrics is the sidecar's metrics; nil when metrics are off.
 func (s *Sidecar) Metrics() *metrics.Metrics { return s.metrics }

@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
@@ -56,6 +58,10 @@ type Config struct {
 	EventsMaxAge    time.Duration `env:"DOJO_WEBHOOKS_EVENTS_MAX_AGE" envDefault:"168h" help:"how long the events stream keeps an event: the bound on an endpoint's backlog and on replay --since"`
 	EventsMaxBytes  int64         `env:"DOJO_WEBHOOKS_EVENTS_MAX_BYTES" envDefault:"-1" help:"size bound of the events stream in bytes (oldest dropped first); -1 = none"`
 	DeadLetterAge   time.Duration `env:"DOJO_WEBHOOKS_DEADLETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept"`
+	Attempts        string        `env:"DOJO_WEBHOOKS_ATTEMPTS" envDefault:"all" help:"attempt log: all attempts, failures only, or off"`
+	AttemptsMaxAge  time.Duration `env:"DOJO_WEBHOOKS_ATTEMPTS_MAX_AGE" envDefault:"168h" help:"how long the attempt log keeps an attempt"`
+	AttemptsBytes   int64         `env:"DOJO_WEBHOOKS_ATTEMPTS_MAX_BYTES" envDefault:"268435456" help:"size bound of the attempt log in bytes (oldest dropped first), so it never takes the events stream's disk; -1 = none"`
+	AttemptBody     int           `env:"DOJO_WEBHOOKS_ATTEMPTS_BODY_BYTES" envDefault:"1024" help:"first bytes of each response body kept in the attempt log, 0 to 65536; 0 = none"`
 	DedupWindow     time.Duration `env:"DOJO_WEBHOOKS_DEDUP_WINDOW" envDefault:"2m" help:"window in which a repeated Nats-Msg-Id is dropped"`
 	ShutdownGrace   time.Duration `env:"DOJO_WEBHOOKS_SHUTDOWN_GRACE" envDefault:"15s" help:"at SIGTERM, how long in-flight deliveries may finish before they are cancelled and redelivered later"`
 	MaxRetryAfter   time.Duration `env:"DOJO_WEBHOOKS_MAX_RETRY_AFTER" envDefault:"1h" help:"cap on a 429/503 Retry-After that keeps an endpoint inactive_tmp past reactivate-after; 0 = Retry-After ignored"`
@@ -157,6 +163,15 @@ func (c *Config) checkStorage() error {
 	if c.EventsMaxBytes == 0 || c.EventsMaxBytes < -1 {
 		return bad("EventsMaxBytes", "%d: must be positive, or -1 for no bound", c.EventsMaxBytes)
 	}
+	if _, err := attempts.ParseMode(c.Attempts); err != nil {
+		return bad("Attempts", "%v", err)
+	}
+	if c.AttemptsBytes == 0 || c.AttemptsBytes < -1 {
+		return bad("AttemptsBytes", "%d: must be positive, or -1 for no bound", c.AttemptsBytes)
+	}
+	if c.AttemptBody < 0 || c.AttemptBody > attempts.MaxBodyBytes {
+		return bad("AttemptBody", "%d: must be 0 to %d", c.AttemptBody, attempts.MaxBodyBytes)
+	}
 	return nil
 }
 
@@ -165,7 +180,7 @@ func (c *Config) checkDurations() error {
 	for field, d := range map[string]time.Duration{"Timeout": c.Timeout, "ReactivateAfter": c.ReactivateAfter,
 		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait,
 		"EventsMaxAge": c.EventsMaxAge, "DeadLetterAge": c.DeadLetterAge, "DedupWindow": c.DedupWindow,
-		"ShutdownGrace": c.ShutdownGrace, "SecretOverlap": c.SecretOverlap} {
+		"ShutdownGrace": c.ShutdownGrace, "SecretOverlap": c.SecretOverlap, "AttemptsMaxAge": c.AttemptsMaxAge} {
 		if d <= 0 {
 			return bad(field, "%s: must be positive", d)
 		}
@@ -288,8 +303,18 @@ func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
 		ShutdownGrace: c.ShutdownGrace,
 		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
 		HTTPAddr:      c.HTTPAddr, Metrics: true,
-		ConnectWait: c.ConnectWait, Logger: log, Started: started,
+		Attempts: attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
+		AttemptsStream: attempts.StreamConfig{MaxAge: c.AttemptsMaxAge, MaxBytes: c.AttemptsBytes},
+		ConnectWait:    c.ConnectWait, Logger: log, Started: started,
 	}
+}
+
+// attemptBody is the response bytes an attempt keeps: DOJO_WEBHOOKS_ATTEMPTS_BODY_BYTES=0 means none.
+func (c Config) attemptBody() int {
+	if c.AttemptBody == 0 {
+		return -1
+	}
+	return c.AttemptBody
 }
 
 // bucket describes the endpoint bucket.

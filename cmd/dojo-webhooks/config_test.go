@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/caarlos0/env/v11"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
@@ -39,6 +41,10 @@ func TestEnvDefaultsAreThePackageDefaults(t *testing.T) {
 		"EventsMaxBytes":  consumer.DefaultEventsMaxBytes,
 		"DeadLetterAge":   consumer.DefaultDeadLetterMaxAge,
 		"DedupWindow":     consumer.DefaultDedupWindow,
+		"Attempts":        attempts.DefaultMode,
+		"AttemptsMaxAge":  attempts.DefaultMaxAge,
+		"AttemptsBytes":   attempts.DefaultMaxBytes,
+		"AttemptBody":     attempts.DefaultBodyBytes,
 		"ShutdownGrace":   consumer.DefaultShutdownGrace,
 		"MaxRetryAfter":   statekv.DefaultMaxRetryAfter,
 		"SecretOverlap":   defaultSecretOverlap,
