@@ -49,14 +49,8 @@ func (s *Store) CreateUnique(ctx context.Context, rec Record) (Entry, error) {
 	if err := rec.Validate(); err != nil {
 		return Entry{}, err
 	}
-	entries, _, err := s.List(ctx)
-	if err != nil {
-		return Entry{}, err
-	}
-	for _, e := range entries {
-		if e.Record.Name == rec.Name && e.Record.ID != rec.ID {
-			return Entry{}, fmt.Errorf("create endpoint %s: %w", rec.ID, &NameTakenError{Name: rec.Name, By: e.Record.ID})
-		}
+	if err := s.NameFree(ctx, rec); err != nil {
+		return Entry{}, fmt.Errorf("create endpoint %s: %w", rec.ID, err)
 	}
 	created, err := s.Create(ctx, rec)
 	if err != nil {
@@ -75,6 +69,22 @@ func (s *Store) CreateUnique(ctx context.Context, rec Record) (Entry, error) {
 		return Entry{}, fmt.Errorf("create endpoint %s: %w; removing it again failed: %v", rec.ID, err, derr)
 	}
 	return Entry{}, fmt.Errorf("create endpoint %s: %w", rec.ID, err)
+}
+
+// NameFree returns an error wrapping ErrNameTaken (a *NameTakenError) when an
+// endpoint other than rec has rec's name now. It is the cheap check before a
+// slow step (a ping); only CreateUnique makes the name rule atomic.
+func (s *Store) NameFree(ctx context.Context, rec Record) error {
+	entries, _, err := s.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Record.Name == rec.Name && e.Record.ID != rec.ID {
+			return &NameTakenError{Name: rec.Name, By: e.Record.ID}
+		}
+	}
+	return nil
 }
 
 // olderWithName returns the id of the oldest record other than rec with rec's
