@@ -264,16 +264,16 @@ func failed(e *attemptError, d time.Duration) Result {
 // newRequest validates req and builds the HTTP request, or says why it cannot be sent.
 func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *attemptError) {
 	secret := req.HeaderValue
-	u, err := parseURL(req.URL)
+	u, err := ParseURL(req.URL)
 	if err != nil {
 		return nil, failure(Permanent, "Invalid URL", err.Error(), secret, err)
 	}
 	if req.HeaderName != "" {
-		if !validHeaderName(req.HeaderName) {
+		if !ValidHeaderName(req.HeaderName) {
 			err := fmt.Errorf("header_name %q is not a valid HTTP header name", req.HeaderName)
 			return nil, failure(Permanent, "Invalid header", err.Error(), secret, err)
 		}
-		if !validHeaderValue(req.HeaderValue) {
+		if !ValidHeaderValue(req.HeaderValue) {
 			err := fmt.Errorf("header_value of %q contains control characters", req.HeaderName)
 			return nil, failure(Permanent, "Invalid header", err.Error(), secret, err)
 		}
@@ -360,11 +360,48 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, secret s
 	return failure(class, label, text, secret, err)
 }
 
-// parseURL accepts absolute http and https URLs with a host.
-func parseURL(raw string) (*url.URL, error) {
+// URLProblem says why a URL is not a webhook destination.
+type URLProblem int
+
+// The reasons ParseURL refuses a URL.
+const (
+	URLUnparsable URLProblem = iota + 1 // url.Parse fails
+	URLNoScheme                         // no scheme
+	URLBadScheme                        // a scheme other than http or https
+	URLNoHost                           // no host name
+)
+
+// URLError is the error of ParseURL. It never shows a password of the URL.
+type URLError struct {
+	Problem URLProblem
+	URL     string // the URL as written, its password masked; "" for URLUnparsable
+	Scheme  string // the URL's scheme
+	Err     error  // url.Parse's error, for URLUnparsable
+}
+
+// Error says what is wrong, e.g. `missing host in "http://"`.
+func (e *URLError) Error() string {
+	switch e.Problem {
+	case URLUnparsable:
+		return e.Err.Error() // *url.Error: parse "RAW": reason
+	case URLNoScheme:
+		return fmt.Sprintf("missing scheme (http or https) in %q", e.URL)
+	case URLBadScheme:
+		return fmt.Sprintf("unsupported scheme %q in %q (want http or https)", e.Scheme, e.URL)
+	}
+	return fmt.Sprintf("missing host in %q", e.URL)
+}
+
+// Unwrap returns url.Parse's error, if any.
+func (e *URLError) Unwrap() error { return e.Err }
+
+// ParseURL is the rule for a webhook destination, applied to a record's url
+// and to Request.URL: an absolute http or https URL with a host name.
+// Its errors are *URLError.
+func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, err // *url.Error: parse "RAW": reason
+		return nil, &URLError{Problem: URLUnparsable, Err: err}
 	}
 	shown := raw // as the admin wrote it, unless it holds a password
 	if _, hasPassword := u.User.Password(); hasPassword {
@@ -372,11 +409,11 @@ func parseURL(raw string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme == "":
-		return nil, fmt.Errorf("missing scheme (http or https) in %q", shown)
+		return nil, &URLError{Problem: URLNoScheme, URL: shown}
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("unsupported scheme %q in %q (want http or https)", u.Scheme, shown)
+		return nil, &URLError{Problem: URLBadScheme, URL: shown, Scheme: u.Scheme}
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("missing host in %q", shown)
+		return nil, &URLError{Problem: URLNoHost, URL: shown, Scheme: u.Scheme}
 	}
 	return u, nil
 }

@@ -186,21 +186,28 @@ func classifyError(err error) (Class, string) {
 	return Permanent, "Request error"
 }
 
-// truncate caps s at MaxNoteLength characters (runes), replacing invalid UTF-8.
-func truncate(s string) string {
+// TruncateNote caps a note at MaxNoteLength characters (runes), cut on a
+// character boundary, with invalid UTF-8 replaced. A cut note ends with mark
+// ("…" for the notes Send writes, "" for a plain cut), counted in the limit.
+// Every note stored in a record is cut here.
+func TruncateNote(s, mark string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if utf8.RuneCountInString(s) <= MaxNoteLength {
 		return s
 	}
+	keep := max(MaxNoteLength-utf8.RuneCountInString(mark), 0)
 	n := 0
 	for i := range s {
-		if n == MaxNoteLength-1 {
-			return s[:i] + "…"
+		if n == keep {
+			return s[:i] + mark
 		}
 		n++
 	}
 	return s
 }
+
+// truncate caps a note Send writes, marking the cut with "…".
+func truncate(s string) string { return TruncateNote(s, "…") }
 
 // redact replaces secret in s. Values shorter than 4 bytes are left alone:
 // they protect nothing and replacing them would mangle the text.
@@ -216,8 +223,9 @@ func failure(class Class, label, text, secret string, errs ...error) *attemptErr
 	return &attemptError{class: class, msg: truncate(redact(label+": "+text, secret)), errs: errs}
 }
 
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
+// ValidHeaderName reports whether name is an RFC 9110 token, a valid header
+// field name: the rule for a record's header_name and for Request.HeaderName.
+func ValidHeaderName(name string) bool {
 	if name == "" {
 		return false
 	}
@@ -233,8 +241,9 @@ func validHeaderName(name string) bool {
 	return true
 }
 
-// validHeaderValue reports whether value has no control characters but HTAB.
-func validHeaderValue(value string) bool {
+// ValidHeaderValue reports whether value has no control characters but HTAB:
+// the rule for a record's header_value and for Request.HeaderValue.
+func ValidHeaderValue(value string) bool {
 	for i := 0; i < len(value); i++ {
 		if c := value[i]; (c < 0x20 && c != '\t') || c == 0x7f {
 			return false

@@ -60,6 +60,7 @@ func GenerateSecret() (string, error) {
 }
 
 // ParseSecret returns the key of a secret for signing: SecretPrefix + base64 of MinSecretBytes to MaxSecretBytes bytes.
+// It is the rule for a record's secret and previous_secret as well as for Request.Secrets.
 // Its errors say what is wrong without repeating the secret.
 func ParseSecret(s string) ([]byte, error) {
 	key, err := decodeSecret(s)

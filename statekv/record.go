@@ -2,17 +2,17 @@ package statekv
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 )
 
 // Status is an endpoint's state in DefectDojo's webhook state machine.
@@ -44,7 +44,7 @@ func (s Status) Deliverable() bool {
 const (
 	MaxIDLength        = 64
 	MaxNameLength      = 100
-	MaxNoteLength      = 1000
+	MaxNoteLength      = delivery.MaxNoteLength // DefectDojo's column size
 	MaxURLLength       = 2048
 	MaxOwnerLength     = 150
 	MaxEventLength     = 128
@@ -214,20 +214,20 @@ func (r Record) Validate() error {
 		return bad("field header_value: set without header_name")
 	}
 	if r.HeaderName != "" {
-		if !ValidHeaderName(r.HeaderName) {
+		if !delivery.ValidHeaderName(r.HeaderName) {
 			return bad("field header_name: %q is not a valid HTTP header name", r.HeaderName)
 		}
 		if len(r.HeaderName) > MaxHeaderLength || len(r.HeaderValue) > MaxHeaderLength {
 			return bad("field header_name/header_value: longer than %d bytes", MaxHeaderLength)
 		}
-		if strings.ContainsAny(r.HeaderValue, "\r\n\x00") {
+		if !delivery.ValidHeaderValue(r.HeaderValue) {
 			// Never echo a header value: it is usually a credential.
-			return bad("field header_value: contains CR, LF or NUL")
+			return bad("field header_value: contains CR, LF or NUL, or another control character but tab")
 		}
 	}
 	for field, secret := range map[string]string{"secret": r.Secret, "previous_secret": r.PreviousSecret} {
 		if secret != "" {
-			if err := ValidateSecret(secret); err != nil {
+			if _, err := delivery.ParseSecret(secret); err != nil {
 				return bad("field %s: %v", field, err)
 			}
 		}
@@ -255,30 +255,6 @@ func (r Record) Validate() error {
 	return nil
 }
 
-// Limits of a Standard Webhooks signing secret.
-const (
-	SecretPrefix   = "whsec_"
-	MinSecretBytes = 24
-	MaxSecretBytes = 64
-)
-
-// ValidateSecret checks a signing secret: whsec_ and the base64 of 24 to 64
-// bytes. Its errors never contain the secret.
-func ValidateSecret(s string) error {
-	rest, ok := strings.CutPrefix(s, SecretPrefix)
-	if !ok {
-		return fmt.Errorf("must start with %q", SecretPrefix)
-	}
-	key, err := base64.StdEncoding.DecodeString(rest)
-	if err != nil {
-		return errors.New("not valid base64 after " + SecretPrefix)
-	}
-	if len(key) < MinSecretBytes || len(key) > MaxSecretBytes {
-		return fmt.Errorf("%d bytes after decoding, must be %d to %d", len(key), MinSecretBytes, MaxSecretBytes)
-	}
-	return nil
-}
-
 // SigningSecrets returns the secrets to sign with at time now: the current one,
 // then the previous one while its rotation overlap lasts.
 func (r Record) SigningSecrets(now time.Time) []string {
@@ -292,7 +268,8 @@ func (r Record) SigningSecrets(now time.Time) []string {
 	return out
 }
 
-// ValidateURL accepts absolute http and https URLs with a host.
+// ValidateURL accepts what the delivery client can send (delivery.ParseURL: an
+// absolute http or https URL with a host name) of at most MaxURLLength bytes.
 func ValidateURL(raw string) error {
 	if raw == "" {
 		return errors.New("required")
@@ -300,17 +277,18 @@ func ValidateURL(raw string) error {
 	if len(raw) > MaxURLLength {
 		return fmt.Errorf("longer than %d bytes", MaxURLLength)
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
+	_, err := delivery.ParseURL(raw)
+	var ue *delivery.URLError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	switch ue.Problem {
+	case delivery.URLUnparsable:
 		return errors.New("does not parse as a URL") // the text may hold credentials: not echoed
+	case delivery.URLNoHost:
+		return fmt.Errorf("%q: no host", ue.URL)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme must be http or https", u.Redacted())
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q: no host", u.Redacted())
-	}
-	return nil
+	return fmt.Errorf("%q: scheme must be http or https", ue.URL)
 }
 
 // MarshalJSON writes the record's fields (nulls for empty values) and any unknown fields it was read with.
@@ -412,19 +390,3 @@ func abbreviate(raw json.RawMessage) string {
 	return s
 }
 
-// ValidHeaderName reports whether s is an RFC 9110 token (a valid header field name).
-func ValidHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}

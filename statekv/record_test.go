@@ -1,6 +1,7 @@
 package statekv_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -294,6 +296,7 @@ func TestParseRecordInvalid(t *testing.T) {
 		{name: "url file", data: with("url", `"file:///etc/passwd"`), field: "url"},
 		{name: "url no host", data: with("url", `"https:///hook"`), field: "url"},
 		{name: "url relative", data: with("url", `"/hook"`), field: "url"},
+		{name: "url port without host", data: with("url", `"https://:8443/hook"`), field: "url"}, // the client refuses it: so does the record
 		{name: "url not parseable", data: with("url", `"http://exa mple.com/%zz"`), field: "url"},
 		{name: "url bad port", data: with("url", `"http://example.com:port/"`), field: "url"},
 		{name: "url too long", data: with("url", q("https://x.example/"+strings.Repeat("a", statekv.MaxURLLength))), field: "url"},
@@ -304,6 +307,8 @@ func TestParseRecordInvalid(t *testing.T) {
 			field: "header_value", secret: "s3cret"},
 		{name: "header_value with LF", data: strings.Replace(with("header_name", `"Authorization"`), "{", `{"header_value":"tok\nen-s3cret",`, 1),
 			field: "header_value", secret: "s3cret"},
+		{name: "header_value with DEL", data: strings.Replace(with("header_name", `"Authorization"`), "{", `{"header_value":"tok\u007fen-s3cret",`, 1),
+			field: "header_value", secret: "s3cret"}, // the client refuses it: so does the record
 		{name: "header_value not a string", data: strings.Replace(with("header_name", `"Authorization"`), "{", `{"header_value":["s3cret"],`, 1),
 			field: "header_value", secret: "s3cret"},
 		{name: "header_value without header_name", data: with("header_value", `"Bearer s3cret"`), field: "header_value", secret: "s3cret"},
@@ -505,4 +510,33 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("second rewrite differs (err %v):\n%q\n%q", err, out, again)
 		}
 	})
+}
+
+// TestRecordRulesAreTheClients: a record validates exactly when the delivery
+// client accepts its URL, header and secret (the rules are delivery's).
+func TestRecordRulesAreTheClients(t *testing.T) {
+	t.Parallel()
+	secret := delivery.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, delivery.MinSecretBytes))
+	short := delivery.SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, delivery.MinSecretBytes-1))
+	for _, u := range []string{"https://x.example/h", "http://10.0.0.1:8080/", "https://:8443/h", "ftp://x/", "x.example/h", "http://", "::", "http://u:pw@x/"} {
+		_, clientErr := delivery.ParseURL(u)
+		recErr := statekv.Record{ID: "ep", Name: "ep", URL: u, Status: statekv.StatusActive}.Validate()
+		if (clientErr == nil) != (recErr == nil) {
+			t.Errorf("url %q: client says %v, record says %v", u, clientErr, recErr)
+		}
+	}
+	for _, h := range []struct{ name, value string }{{"Authorization", "Bearer x"}, {"X Auth", "x"}, {"X-Auth", "a\tb"}, {"X-Auth", "a\x01b"}, {"X-Auth", "a\x7fb"}, {"X-Auth", "a\nb"}} {
+		clientOK := delivery.ValidHeaderName(h.name) && delivery.ValidHeaderValue(h.value)
+		recErr := statekv.Record{ID: "ep", Name: "ep", URL: "https://x.example/h", HeaderName: h.name, HeaderValue: h.value, Status: statekv.StatusActive}.Validate()
+		if clientOK != (recErr == nil) {
+			t.Errorf("header %q: %q: client accepts %v, record says %v", h.name, h.value, clientOK, recErr)
+		}
+	}
+	for _, s := range []string{secret, short, "whsec_", "secret"} {
+		_, clientErr := delivery.ParseSecret(s)
+		recErr := statekv.Record{ID: "ep", Name: "ep", URL: "https://x.example/h", Secret: s, Status: statekv.StatusActive}.Validate()
+		if (clientErr == nil) != (recErr == nil) {
+			t.Errorf("secret: client says %v, record says %v", clientErr, recErr)
+		}
+	}
 }

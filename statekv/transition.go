@@ -3,6 +3,8 @@ package statekv
 import (
 	"fmt"
 	"time"
+
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 )
 
 // Input is what happened to an endpoint: a delivery outcome, a timer, or a user action.
@@ -226,16 +228,6 @@ func retryHold(r Record, ev Event, now time.Time, p Policy) (time.Time, string) 
 	return until, truncateNote(fmt.Sprintf("%s (Retry-After: held until %s%s)", note, until.Format(time.RFC3339), capped))
 }
 
-func truncateNote(s string) string {
-	if len(s) <= MaxNoteLength {
-		return s
-	}
-	n := 0
-	for i := range s {
-		if n == MaxNoteLength {
-			return s[:i]
-		}
-		n++
-	}
-	return s
-}
+// truncateNote caps a note at MaxNoteLength characters, without a mark: the
+// rule is delivery.TruncateNote's.
+func truncateNote(s string) string { return delivery.TruncateNote(s, "") }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -79,7 +80,7 @@ func TestRetryAfterClearedByUsersAndPermanentFailures(t *testing.T) {
 }
 
 func secret(n int) string {
-	return statekv.SecretPrefix + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n)))
+	return delivery.SecretPrefix + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n)))
 }
 
 func TestSecrets(t *testing.T) {

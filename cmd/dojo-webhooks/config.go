@@ -228,7 +228,7 @@ func (c *Config) checkIngest() error {
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
-	if c.IngestToken != "" && !statekv.ValidHeaderName(c.IngestHeader) {
+	if c.IngestToken != "" && !delivery.ValidHeaderName(c.IngestHeader) {
 		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
 	}
 	return nil

@@ -11,8 +11,19 @@ import (
 // healthcheckTimeout bounds `dojo-webhooks healthcheck` (the image's HEALTHCHECK).
 const healthcheckTimeout = 3 * time.Second
 
-// healthcheckCommand asks the local sidecar's /healthz; the image has no shell or curl.
-func healthcheckCommand(ctx context.Context, cfg Config) error {
+var healthcheckCmd = &command{
+	name:    "healthcheck",
+	summary: "exit 0 when the local sidecar's /healthz answers (the image's HEALTHCHECK)",
+	flags: noFlags(func(ctx context.Context, c *cli, pos []string) error {
+		if err := noArgs("healthcheck", pos); err != nil {
+			return err
+		}
+		return healthcheck(ctx, c.cfg)
+	}),
+}
+
+// healthcheck asks the local sidecar's /healthz; the image has no shell or curl.
+func healthcheck(ctx context.Context, cfg Config) error {
 	if cfg.HTTPAddr == "off" {
 		return usageError{fmt.Errorf("healthcheck: DOJO_WEBHOOKS_HTTP_ADDR is off")}
 	}

@@ -1,6 +1,9 @@
 // Command dojo-webhooks delivers DefectDojo notification webhooks through NATS
 // JetStream: `serve` runs the sidecar (on an embedded NATS server unless NATS_URL
 // is set), `endpoint …` manages the endpoints stored in the KV bucket.
+//
+// Each command is one file and one registration in commands (commands.go); the
+// usage texts are generated from the registrations.
 package main
 
 import (
@@ -37,88 +40,55 @@ func environMap(kv []string) map[string]string {
 	return m
 }
 
-// io bundles a command's standard streams.
+// stdio bundles a command's standard streams.
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
 }
 
-const usage = `dojo-webhooks: DefectDojo notification webhooks delivered through NATS JetStream.
-
-Usage:
-  dojo-webhooks [serve]                  run the sidecar (embedded NATS unless NATS_URL is set)
-  dojo-webhooks endpoint add <id> --url URL [--name N] [--header-name H --header-value V|-]
-                                         [--owner USER] [--events e1,e2] [--secret auto|-]
-  dojo-webhooks endpoint list [--status S] [--owner U] [--json]
-  dojo-webhooks endpoint show <id>
-  dojo-webhooks endpoint ping <id>
-  dojo-webhooks endpoint activate <id>
-  dojo-webhooks endpoint deactivate <id> [--note TEXT]
-  dojo-webhooks endpoint remove <id>
-  dojo-webhooks endpoint rotate-secret <id>
-                                         new signing secret; the old one also signs for the overlap
-  dojo-webhooks endpoint skip <id>       drop the endpoint's backlog: deliveries restart from now
-  dojo-webhooks publish <event> [file|-] [--recipient USER] [--msg-id ID] [--instance URL]
-  dojo-webhooks replay <id> [--since TIME|DURATION]
-                                         send the endpoint its dead letters again, or every
-                                         event the stream holds since then
-  dojo-webhooks status [--json]          NATS, streams and every endpoint's state, backlog, pause, dead letters
-  dojo-webhooks healthcheck              exit 0 when the local sidecar's /healthz answers (the image's HEALTHCHECK)
-  dojo-webhooks version
-  dojo-webhooks help
-
-Exit codes: 0 ok, 1 failure (one line on stderr says why), 2 bad usage or configuration.
-
-Configuration (environment):
-`
-
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, environ map[string]string, in io.Reader, out, errw io.Writer) int {
 	sio := stdio{in: in, out: out, err: errw}
-	cmd := "serve"
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 {
+		args = []string{"serve"}
 	}
-	switch cmd {
-	case "help", "-h", "--help", "-help":
-		fmt.Fprint(out, usage)
-		printEnvHelp(out)
-		return 0
-	case "version", "--version":
-		fmt.Fprintln(out, "dojo-webhooks", version)
-		return 0
-	}
-	cfg, err := loadConfig(environ)
-	if err != nil {
-		fmt.Fprintln(errw, "dojo-webhooks:", err)
-		return 2
-	}
-	switch cmd {
-	case "serve":
-		if len(args) > 0 {
-			fmt.Fprintf(errw, "dojo-webhooks: serve takes no arguments (got %q); configure it with environment variables, see `dojo-webhooks help`\n", args[0])
+	cmd, rest := lookup(args)
+	if cmd == nil {
+		if group := args[0]; isGroup(group) {
+			fmt.Fprintf(errw, "dojo-webhooks: %s: ", group)
+			if len(args) == 1 {
+				fmt.Fprintln(errw, "missing subcommand")
+			} else {
+				fmt.Fprintf(errw, "unknown subcommand %q\n", args[1])
+			}
+			writeGroupUsage(errw, group)
 			return 2
 		}
-		log := newLogger(cfg, errw)
-		if err := serve(ctx, cfg, log); err != nil {
-			log.Error().Err(err).Msg("dojo-webhooks stopped")
-			return 1
-		}
-		return 0
-	case "endpoint":
-		return endpointCommand(ctx, cfg, args, sio)
-	case "publish":
-		return exitCode(sio, publishCommand(ctx, cfg, args, sio))
-	case "replay":
-		return exitCode(sio, replayCommand(ctx, cfg, args, sio))
-	case "healthcheck":
-		return exitCode(sio, healthcheckCommand(ctx, cfg))
-	case "status":
-		return exitCode(sio, statusCommand(ctx, cfg, args, sio))
-	default:
-		fmt.Fprintf(errw, "dojo-webhooks: unknown command %q; see `dojo-webhooks help`\n", cmd)
+		fmt.Fprintf(errw, "dojo-webhooks: unknown command %q; see `dojo-webhooks help`\n", args[0])
 		return 2
 	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and usage are printed below, usage from the registration
+	fs.Usage = func() {}
+	runCmd := cmd.flags(fs)
+	pos, err := parseArgs(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		writeUsage(out, cmd, fs)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(errw, "dojo-webhooks:", cmd.name+":", err)
+		writeUsage(errw, cmd, fs)
+		return 2
+	}
+	c := &cli{cmd: cmd, flags: fs, sio: sio}
+	if !cmd.noConfig {
+		if c.cfg, err = loadConfig(environ); err != nil {
+			fmt.Fprintln(errw, "dojo-webhooks:", err)
+			return 2
+		}
+	}
+	return exitCode(sio, runCmd(ctx, c, pos))
 }
 
 func newLogger(cfg Config, w io.Writer) zerolog.Logger {
@@ -132,10 +102,17 @@ func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 // usageError marks errors that deserve exit code 2.
 type usageError struct{ error }
 
+// loggedError is a failure already reported (in the log): exit code 1, nothing printed.
+type loggedError struct{ error }
+
 // exitCode prints err as one line and returns the exit code for it.
 func exitCode(sio stdio, err error) int {
 	if err == nil {
 		return 0
+	}
+	var le loggedError
+	if errors.As(err, &le) {
+		return 1
 	}
 	fmt.Fprintln(sio.err, "dojo-webhooks:", err)
 	var ue usageError
@@ -150,7 +127,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err}
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			return positional, nil

@@ -45,21 +45,20 @@ type endpointStatus struct {
 	Note        string     `json:"note"`
 }
 
-// statusCommand prints one screen for an operator: NATS, streams, endpoints.
-func statusCommand(ctx context.Context, cfg Config, args []string, sio stdio) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(sio.err)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError{fmt.Errorf("status: unexpected argument %q", pos[0])}
-	}
-	return withJetStream(ctx, cfg, func(ctx context.Context, js jetstream.JetStream) error {
-		return printStatus(ctx, cfg, js, *asJSON, sio)
-	})
+var statusCmd = &command{
+	name:    "status",
+	summary: "one screen for an operator: NATS, streams, and every endpoint's state, backlog, pause, dead letters",
+	flags: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print JSON")
+		return func(ctx context.Context, c *cli, pos []string) error {
+			if err := noArgs("status", pos); err != nil {
+				return err
+			}
+			return c.withJetStream(ctx, func(ctx context.Context) error {
+				return printStatus(ctx, c.cfg, c.js, *asJSON, c.sio)
+			})
+		}
+	},
 }
 
 // printStatus reads and prints the status screen.
@@ -79,10 +78,13 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 	if err != nil {
 		return fmt.Errorf("%w (has `dojo-webhooks serve` run against this server?)", err)
 	}
-	rep.Streams = snap.Streams
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	rep.Streams = snap.Streams
+	if bucket, err := bucketStream(ctx, kv); err == nil {
+		rep.Streams = append(rep.Streams, bucket)
 	}
 	entries, invalid, err := statekv.NewStore(kv).List(ctx)
 	if err != nil {
@@ -112,7 +114,9 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		kind = "embedded"
 	}
 	fmt.Fprintf(sio.out, "NATS       %s (%s), server %s %s\n", rep.NATS.URL, kind, rep.NATS.Server, rep.NATS.Version)
-	fmt.Fprintf(sio.out, "JetStream  %d streams, %d consumers, %s stored\n\n", ai.Streams, ai.Consumers, bytesText(ai.Store))
+	// The account's totals, which count the streams of other applications in the account
+	// too; the table lists dojo-webhooks' own: events, dead letters, the bucket.
+	fmt.Fprintf(sio.out, "JetStream  %d streams, %d consumers, %s stored in the account\n\n", ai.Streams, ai.Consumers, bytesText(ai.Store))
 	tw := tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tCONSUMERS")
 	for _, s := range rep.Streams {
@@ -139,6 +143,20 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Status, backlog, paused, e.DeadLetters, lastErr, dash(oneLine(e.Note, 60)))
 	}
 	return tw.Flush()
+}
+
+// bucketStream is the size of the stream behind the endpoint bucket.
+func bucketStream(ctx context.Context, kv jetstream.KeyValue) (jsstate.StreamState, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return jsstate.StreamState{}, fmt.Errorf("bucket %s: %w", kv.Bucket(), err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return jsstate.StreamState{}, fmt.Errorf("bucket %s: no stream information", kv.Bucket())
+	}
+	info := bs.StreamInfo()
+	return jsstate.StreamState{Name: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes, Consumers: info.State.Consumers}, nil
 }
 
 func fill(es endpointStatus, st jsstate.EndpointState) endpointStatus {

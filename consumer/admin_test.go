@@ -1,0 +1,89 @@
+package consumer_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
+)
+
+// TestAddActivateSkip: the operator's actions without a sidecar. An add is
+// stored only after a 2xx ping and never pings for a taken id or name; an
+// activation pings first; a skip sets deliver_from.
+func TestAddActivateSkip(t *testing.T) {
+	_, _, js := natstest.JetStream(t)
+	ctx := t.Context()
+	kv, err := statekv.EnsureBucket(ctx, js, statekv.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := statekv.NewStore(kv)
+	var status, pings atomic.Int32
+	status.Store(http.StatusInternalServerError)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pings.Add(1)
+		w.WriteHeader(int(status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	client := delivery.New(delivery.Options{})
+	t.Cleanup(client.CloseIdle)
+	d := consumer.RequestDefaults{Instance: "https://dojo.example.com"}
+	rec := statekv.Record{ID: "hook", Name: "Hook", URL: srv.URL}
+
+	if _, res, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now); !errors.Is(err, consumer.ErrPingFailed) || res.StatusCode != 500 {
+		t.Fatalf("add against a 500: %v (status %d), want ErrPingFailed", err, res.StatusCode)
+	}
+	if _, err := store.Get(ctx, "hook"); !errors.Is(err, statekv.ErrNotFound) {
+		t.Fatalf("a failed add stored the endpoint: %v", err)
+	}
+	status.Store(http.StatusNoContent)
+	e, res, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now)
+	if err != nil || res.StatusCode != 204 || e.Record.Status != statekv.StatusActive || e.Record.CreatedAt.IsZero() {
+		t.Fatalf("add: %+v, %d, %v", e.Record, res.StatusCode, err)
+	}
+	before := pings.Load()
+	if _, _, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now); !errors.Is(err, statekv.ErrExists) {
+		t.Errorf("add with a taken id: %v, want ErrExists", err)
+	}
+	other := rec
+	other.ID = "hook2"
+	if _, _, err := consumer.AddEndpoint(ctx, store, client, other, d, time.Now); !errors.Is(err, statekv.ErrNameTaken) {
+		t.Errorf("add with a taken name: %v, want ErrNameTaken", err)
+	}
+	if pings.Load() != before {
+		t.Errorf("a refused add pinged the endpoint")
+	}
+
+	p := statekv.Policy{ReactivateAfter: time.Minute, RecoverAfter: time.Hour, GiveUpAfter: time.Hour}
+	if _, _, err := store.Apply(ctx, "hook", statekv.Event{Input: statekv.UserDeactivate, Note: "off"}, time.Now, p); err != nil {
+		t.Fatal(err)
+	}
+	status.Store(http.StatusServiceUnavailable)
+	if _, _, err := consumer.Activate(ctx, store, client, "hook", d, time.Now, p); !errors.Is(err, consumer.ErrPingFailed) {
+		t.Errorf("activate with a failing ping: %v, want ErrPingFailed", err)
+	}
+	if got, _ := store.Get(ctx, "hook"); got.Record.Status != statekv.StatusInactivePermanent {
+		t.Errorf("a failed activation changed the record: %s", got.Record.Status)
+	}
+	status.Store(http.StatusOK)
+	if e, changed, err := consumer.Activate(ctx, store, client, "hook", d, time.Now, p); err != nil || !changed || e.Record.Status != statekv.StatusActive {
+		t.Errorf("activate: %s, %v, %v", e.Record.Status, changed, err)
+	}
+
+	now := time.Now()
+	n, from, err := consumer.Skip(ctx, js, contract.NamesFor(contract.DefaultPrefix), store, "hook", now)
+	if err != nil || n != 0 || !from.Equal(statekv.Timestamp(now)) {
+		t.Fatalf("skip without a consumer: %d, %v, %v", n, from, err)
+	}
+	if got, _ := store.Get(ctx, "hook"); !got.Record.DeliverFrom.Equal(from) {
+		t.Errorf("deliver_from %v, want %v", got.Record.DeliverFrom, from)
+	}
+}
