@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -25,13 +26,17 @@ type Resolver interface {
 
 // refusedError is the error of a dial to a blocked address. Its text is the note's.
 type refusedError struct {
-	host string     // the host name that resolved to addr; "" when the URL held the address
-	addr netip.Addr // the refused address, as resolved or written
-	why  string     // "a loopback address", …
+	host    string     // the host name that resolved to addr; "" when the URL held the address
+	addr    netip.Addr // the refused address, as resolved or written
+	why     string     // "a loopback address", …
+	numeric bool       // host is addr in a numeric form other than the dotted quad (2130706433, 0x7f.1, 127.1)
 }
 
 func (e *refusedError) Error() string {
 	hint := " (allow it with " + AllowNetworksVariable + ")"
+	if e.numeric {
+		return e.host + " is " + e.addr.String() + " in numeric form, " + e.why + hint
+	}
 	if e.host != "" {
 		return e.host + " resolved to " + e.addr.String() + ", " + e.why + hint
 	}
@@ -128,9 +133,12 @@ func (d *safeDialer) DialContext(ctx context.Context, network, addr string) (net
 		return nil, fmt.Errorf("port of %q: %w", addr, err)
 	}
 	var addrs []netip.Addr
-	name := "" // the host name, when addresses come from DNS
+	name := ""       // the host name, when addresses come from DNS
+	numeric := false // the host is an IPv4 address in a form netip does not read (see parseInetAton)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{ip}
+	} else if ip, ok := parseInetAton(host); ok {
+		addrs, name, numeric = []netip.Addr{ip}, host, true
 	} else {
 		name = host
 		found, err := d.resolver.LookupNetIP(ctx, lookupNetwork(network), host)
@@ -148,7 +156,7 @@ func (d *safeDialer) DialContext(ctx context.Context, network, addr string) (net
 	for i, ip := range addrs {
 		if why := d.guard.refuse(ip); why != "" {
 			if firstErr == nil {
-				firstErr = &refusedError{host: name, addr: ip, why: why}
+				firstErr = &refusedError{host: name, addr: ip, why: why, numeric: numeric}
 			}
 			continue
 		}
@@ -195,4 +203,61 @@ func lookupNetwork(network string) string {
 		return "ip6"
 	}
 	return "ip"
+}
+
+// parseInetAton reads host as the C library's inet_aton does, so that a host a
+// resolver (getaddrinfo) would take for an IPv4 address is checked as that address
+// and never reaches DNS: one to four parts separated by dots, each decimal, octal
+// (leading 0) or hexadecimal (leading 0x), the last part filling the remaining
+// bytes: 2130706433, 0x7f000001, 127.1, 0x7f.1, 0177.0.0.1 and 127.0.0.1 all
+// read as 127.0.0.1. One trailing dot is ignored, as URL parsers do. It reports
+// false for anything else (a host name), including a part out of range.
+func parseInetAton(host string) (netip.Addr, bool) {
+	host = strings.TrimSuffix(host, ".")
+	parts := strings.Split(host, ".")
+	if host == "" || len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	vals := make([]uint64, len(parts))
+	for i, p := range parts {
+		v, ok := parseInetAtonPart(p)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		vals[i] = v
+	}
+	last := len(vals) - 1
+	var n uint64
+	for _, v := range vals[:last] {
+		if v > 0xff {
+			return netip.Addr{}, false
+		}
+		n = n<<8 | v
+	}
+	rest := uint(8 * (4 - last)) // bits the last part fills
+	if vals[last] >= 1<<rest {
+		return netip.Addr{}, false
+	}
+	n = n<<rest | vals[last]
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+}
+
+// parseInetAtonPart reads one part of an inet_aton address: decimal, 0-prefixed
+// octal or 0x-prefixed hexadecimal ("0x" alone is 0, as in inet_aton).
+func parseInetAtonPart(p string) (uint64, bool) {
+	base := 10
+	switch {
+	case len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X"):
+		base, p = 16, p[2:]
+		if p == "" {
+			return 0, true
+		}
+	case len(p) > 1 && p[0] == '0':
+		base, p = 8, p[1:]
+	}
+	if p == "" || p[0] == '+' || p[0] == '-' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(p, base, 32)
+	return v, err == nil
 }

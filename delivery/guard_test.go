@@ -274,3 +274,74 @@ func TestBlockPrivateDNSFailure(t *testing.T) {
 		}
 	}
 }
+
+// A host in one of inet_aton's numeric forms is the address a resolver would make of
+// it (getaddrinfo reads 2130706433 as 127.0.0.1): the guard reads it itself and
+// refuses it without a lookup, whatever DNS would answer.
+func TestBlockPrivateNumericHosts(t *testing.T) {
+	// The resolver would answer each numeric host with a public address: it must not be asked.
+	answers := map[string][]string{}
+	tests := []struct{ host, note string }{
+		{"2130706433", "2130706433 is 127.0.0.1 in numeric form, a loopback address"},
+		{"0x7f000001", "0x7f000001 is 127.0.0.1 in numeric form, a loopback address"},
+		{"0X7F000001", "0X7F000001 is 127.0.0.1 in numeric form, a loopback address"},
+		{"017700000001", "017700000001 is 127.0.0.1 in numeric form, a loopback address"},
+		{"127.1", "127.1 is 127.0.0.1 in numeric form, a loopback address"},
+		{"127.0.1", "127.0.1 is 127.0.0.1 in numeric form, a loopback address"},
+		{"0x7f.1", "0x7f.1 is 127.0.0.1 in numeric form, a loopback address"},
+		{"0177.0.0.1", "0177.0.0.1 is 127.0.0.1 in numeric form, a loopback address"},
+		{"127.000.000.001", "127.000.000.001 is 127.0.0.1 in numeric form, a loopback address"},
+		{"127.0.0.1.", "127.0.0.1. is 127.0.0.1 in numeric form, a loopback address"},
+		{"0", "0 is 0.0.0.0 in numeric form, an unspecified address"},
+		{"0x", "0x is 0.0.0.0 in numeric form, an unspecified address"},
+		{"169.254.43518", "169.254.43518 is 169.254.169.254 in numeric form, a link-local address"},
+		{"0xa9.0xfe.0xa9.0xfe", "0xa9.0xfe.0xa9.0xfe is 169.254.169.254 in numeric form, a link-local address"},
+		{"2852039166", "2852039166 is 169.254.169.254 in numeric form, a link-local address"},
+		{"10.1", "10.1 is 10.0.0.1 in numeric form, a private address"},
+		{"0xc0.0250.257", "0xc0.0250.257 is 192.168.1.1 in numeric form, a private address"},
+	}
+	for _, tt := range tests {
+		answers[tt.host] = []string{"203.0.113.7"}
+	}
+	resolver := newStubResolver(answers)
+	c := delivery.New(delivery.Options{BlockPrivate: true, Resolver: resolver, DialContext: noDial(t)})
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			res := c.Send(t.Context(), delivery.Request{URL: "http://" + tt.host + "/hook", Event: "ping"})
+			want := "Destination refused: " + tt.note + allowHint
+			if res.Class != delivery.Permanent || res.StatusCode != 0 || res.Note != want {
+				t.Errorf("got (%v, %d, %q), want (permanent, 0, %q)", res.Class, res.StatusCode, res.Note, want)
+			}
+			if !errors.Is(res.Err, delivery.ErrDestinationRefused) {
+				t.Errorf("Err = %v, want it to match ErrDestinationRefused", res.Err)
+			}
+		})
+	}
+	for host, n := range resolver.calls {
+		t.Errorf("the resolver was asked for %s (%d times)", host, n)
+	}
+}
+
+// A numeric host that reads as a public address is dialled as that address; what
+// inet_aton refuses (a part out of range, five parts, an octal 8) is a host name.
+func TestBlockPrivateNumericPublicAndNames(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	dialer := &dialRecorder{redirect: map[string]string{"203.0.113.7:80": srv.Listener.Addr().String()}}
+	resolver := newStubResolver(nil)
+	c := delivery.New(delivery.Options{BlockPrivate: true, Resolver: resolver, DialContext: dialer.DialContext})
+	for _, host := range []string{"3405803783", "0xcb.0.0x71.07", "203.0.28935"} {
+		if res := c.Send(t.Context(), delivery.Request{URL: "http://" + host + "/hook", Event: "ping"}); res.Class != delivery.Success {
+			t.Errorf("%s: got %+v, want success", host, res)
+		}
+		c.CloseIdle()
+	}
+	if got := dialer.dialled(); strings.Join(got, " ") != "203.0.113.7:80 203.0.113.7:80 203.0.113.7:80" {
+		t.Errorf("dialled %q, want 203.0.113.7:80 three times", got)
+	}
+	for _, host := range []string{"256.0.0.1", "1.2.3.4.5", "08.0.0.1", "127.0x1000000", "4294967296", "0x1g", "1..1", "-1"} {
+		res := c.Send(t.Context(), delivery.Request{URL: "http://" + host + "/hook", Event: "ping"})
+		if !strings.HasPrefix(res.Note, "DNS error: ") || !strings.Contains(res.Note, "lookup "+host+": no such host") {
+			t.Errorf("%s: got (%v, %q), want a DNS error (a host name, looked up)", host, res.Class, res.Note)
+		}
+	}
+}

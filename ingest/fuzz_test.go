@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,6 +78,9 @@ func FuzzIngest(f *testing.F) {
 		{"POST", "scan_added\x00", "application/json", "", dojo, 0},
 		{"POST", "ümlaut", "application/json", "", dojo, 0},
 		{"POST", strings.Repeat("e", 129), "application/json", "", dojo, 0},
+		{"POST", strings.Repeat("é", 2000), "application/json", "", dojo, 0},
+		{"POST", "scan_added", "text/" + strings.Repeat("\xff", 2000), "", dojo, 0},
+		{"POST", "scan_added", "application/json", "", []byte("{\"a\":\"\xed\xa0\x80\"}"), 0},
 		{"POST", "scan_added", "text/plain", "", dojo, 0},
 		{"POST", "scan_added", "application/json; charset", "", dojo, 0},
 		{"POST", "scan_added", "application/json", "", []byte(`{"a":`), 0},
@@ -140,6 +144,10 @@ func FuzzIngest(f *testing.F) {
 		if code != 200 && code != 202 && !strings.HasSuffix(w.Body.String(), "\n") {
 			t.Errorf("status %d without a reason line: %q", code, w.Body.String())
 		}
+		// A reason repeats at most ingest.MaxEchoed characters of a header (each escaped in at most 10 bytes).
+		if code != 200 && code != 202 && w.Body.Len() > 200+10*ingest.MaxEchoed {
+			t.Errorf("status %d with a %d byte reason: a header is echoed in full", code, w.Body.Len())
+		}
 		if code == 503 && w.Header().Get("Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
 		}
@@ -176,8 +184,8 @@ func FuzzIngest(f *testing.F) {
 			}
 		}
 		for _, m := range calls {
-			if !json.Valid(m.Data) {
-				t.Errorf("published a body that is not JSON: %q", m.Data)
+			if !json.Valid(m.Data) || !utf8.Valid(m.Data) {
+				t.Errorf("published a body that is not UTF-8 JSON: %q", m.Data)
 			}
 			if !bytes.Equal(m.Data, body) {
 				t.Errorf("published %q, not the body %q", m.Data, body)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,14 +109,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "missing X-DefectDojo-Event header")
 		return
 	}
-	if err := statekv.ValidateEvent(event); err != nil {
-		fail(w, http.StatusBadRequest, "X-DefectDojo-Event: %v", err)
+	if statekv.ValidateEvent(event) != nil {
+		// The rule's own message, about the name cut short: a 10 KB name is not echoed back
+		// (the cut name, ending in "…", is invalid too, so the message is never nil).
+		fail(w, http.StatusBadRequest, "X-DefectDojo-Event: %v", statekv.ValidateEvent(shorten(event)))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			fail(w, http.StatusUnsupportedMediaType, "Content-Type %q: a JSON body is expected (application/json)", ct)
+			fail(w, http.StatusUnsupportedMediaType, "Content-Type %q: a JSON body is expected (application/json)", shorten(ct))
 			return
 		}
 	}
@@ -134,6 +137,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !json.Valid(body) {
 		fail(w, http.StatusBadRequest, "body is not a JSON document")
+		return
+	}
+	if !utf8.Valid(body) {
+		// encoding/json accepts invalid UTF-8 inside strings; JSON text must be UTF-8 (RFC 8259), and
+		// receivers would each repair or refuse it differently.
+		fail(w, http.StatusBadRequest, "body is not valid UTF-8 (first invalid byte at offset %d)", invalidUTF8At(body))
 		return
 	}
 	if event == PingEvent {
@@ -177,6 +186,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(accepted{Stream: ack.Stream, Sequence: ack.Sequence, Event: event})
+}
+
+// MaxEchoed is how many characters of a client's header value an error answer repeats.
+const MaxEchoed = 64
+
+// shorten cuts s to its first MaxEchoed characters followed by "…" (bytes that are not
+// UTF-8 count one each; %q escapes them).
+func shorten(s string) string {
+	n := 0
+	for i := 0; i < len(s); n++ {
+		if n == MaxEchoed {
+			return s[:i] + "…"
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return s
+}
+
+// invalidUTF8At is the offset of the first byte of b that does not start a valid UTF-8 sequence.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }
 
 // authorized compares the token header in constant time; "Bearer <token>" is accepted too.

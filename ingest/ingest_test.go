@@ -339,6 +339,55 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// A client's long header value is not echoed back in full, and a body whose JSON
+// strings hold bytes that are not UTF-8 is refused, not forwarded.
+func TestLongValuesAndInvalidUTF8(t *testing.T) {
+	b := newBridge(t, ingest.Options{})
+	valid := []byte(`{"title":"t"}`)
+	shown := strings.Repeat("e", ingest.MaxEchoed) + "…"
+
+	for _, event := range []string{strings.Repeat("e", 10<<10), strings.Repeat("é", 10<<10), strings.Repeat("x y", 3<<10)} {
+		a := do(t, dojoRequest(t, b.url, event, valid))
+		checkRefusal(t, a, http.StatusBadRequest, "X-DefectDojo-Event: event ")
+		if len(a.body) > 400 {
+			t.Errorf("a %d byte event name is echoed in a %d byte answer: %.200q…", len(event), len(a.body), a.body)
+		}
+	}
+	a := do(t, dojoRequest(t, b.url, strings.Repeat("e", 10<<10), valid))
+	checkRefusal(t, a, http.StatusBadRequest, `X-DefectDojo-Event: event "`+shown+`": must be 1 to 128 characters`)
+	// A name of exactly MaxEchoed characters is shown whole.
+	a = do(t, dojoRequest(t, b.url, strings.Repeat("ü", ingest.MaxEchoed), valid))
+	checkRefusal(t, a, http.StatusBadRequest, `event "`+strings.Repeat("ü", ingest.MaxEchoed)+`": must be`)
+
+	r := dojoRequest(t, b.url, "scan_added", valid)
+	r.Header.Set("Content-Type", "text/"+strings.Repeat("p", 10<<10))
+	a = do(t, r)
+	checkRefusal(t, a, http.StatusUnsupportedMediaType, `Content-Type "text/`+strings.Repeat("p", ingest.MaxEchoed-5)+`…": a JSON body is expected`)
+
+	for _, tc := range []struct {
+		body   string
+		offset int
+	}{
+		{"{\"a\":\"\xff\"}", 6},                         // a byte that never starts a sequence
+		{"{\"t\":\"ok\",\"a\":\"x\xc3\"}", 16},          // a sequence cut short
+		{"{\"a\":\"\xc0\xaf\"}", 6},                     // an overlong encoding of '/'
+		{"{\"a\":\"\xed\xa0\x80\"}", 6},                 // a UTF-16 surrogate encoded as UTF-8
+		{"{\"\xfe\":1}", 2},                             // in a key
+		{"[\"caf\xc3\xa9\", \"\xf4\x90\x80\x80\"]", 11}, // above U+10FFFF
+	} {
+		a := do(t, dojoRequest(t, b.url, "scan_added", []byte(tc.body)))
+		checkRefusal(t, a, http.StatusBadRequest, fmt.Sprintf("body is not valid UTF-8 (first invalid byte at offset %d)", tc.offset))
+	}
+	if n := storedCount(t, b.stream); n != 0 {
+		t.Errorf("stream holds %d messages after refusals only, want 0", n)
+	}
+	// UTF-8 text and \u escapes pass.
+	mustAccept(t, do(t, dojoRequest(t, b.url, "scan_added", []byte(`{"title":"日本 café \u00e9 \ud83d\ude00"}`))), "scan_added")
+	if n := storedCount(t, b.stream); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
 // checkRefusal checks an error answer: its status and a single line of plain text.
 func checkRefusal(t testing.TB, a answer, code int, reason string) {
 	t.Helper()
