@@ -55,7 +55,7 @@ func toJSON(r statekv.Record, rev uint64) endpointJSON {
 		}
 		return str(t.UTC().Format(time.RFC3339Nano))
 	}
-	out := endpointJSON{ID: r.ID, Name: r.Name, URL: r.URL, HeaderName: str(r.HeaderName), Owner: str(r.Owner),
+	out := endpointJSON{ID: r.ID, Name: r.Name, URL: r.RedactedURL(), HeaderName: str(r.HeaderName), Owner: str(r.Owner),
 		Events: r.Events, Status: string(r.Status), FirstError: ts(r.FirstError), LastError: ts(r.LastError),
 		Note: r.Note, CreatedAt: ts(r.CreatedAt), Revision: rev}
 	if out.Events == nil {

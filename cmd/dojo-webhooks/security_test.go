@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 )
@@ -189,4 +190,24 @@ func keyPEM(t *testing.T, k *ecdsa.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return pemOf("EC PRIVATE KEY", der)
+}
+
+// A URL's password is masked wherever the CLI prints a record.
+func TestURLPasswordMaskedInShowAndList(t *testing.T) {
+	s := natstest.Server(t)
+	env := testEnv(s.ClientURL())
+	ok := newReceiver(t, 200)
+	u := strings.Replace(ok.URL, "http://", "http://hookuser:hunter2-pass@", 1) + "/hook"
+	if res := runCmd(t, env, "", "endpoint", "add", "basic", "--url", u); res.code != 0 {
+		t.Fatalf("add: exit %d, %q", res.code, res.stderr)
+	}
+	for _, args := range [][]string{{"endpoint", "show", "basic"}, {"endpoint", "list", "--json"}, {"endpoint", "list"}} {
+		res := runCmd(t, env, "", args...)
+		if res.code != 0 || strings.Contains(res.stdout, "hunter2") {
+			t.Errorf("%v: exit %d, prints the password: %q", args, res.code, res.stdout)
+		}
+	}
+	if res := runCmd(t, env, "", "endpoint", "show", "basic"); !strings.Contains(res.stdout, "hookuser:xxxxx@") {
+		t.Errorf("show does not say which user: %q", res.stdout)
+	}
 }
