@@ -91,7 +91,7 @@ func Skip(ctx context.Context, js jetstream.JetStream, names contract.Names, sto
 		return 0, time.Time{}, err
 	}
 	from := statekv.Timestamp(now)
-	if _, _, err := store.Update(ctx, id, func(r statekv.Record) (statekv.Record, bool, error) {
+	if _, _, err := store.UpdateBy(ctx, id, statekv.CauseSkip, func(r statekv.Record) (statekv.Record, bool, error) {
 		r.DeliverFrom = from
 		return r, true, nil
 	}); err != nil {

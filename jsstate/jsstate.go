@@ -5,6 +5,7 @@ package jsstate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,6 +81,13 @@ func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names contract.Na
 		st := snap.Endpoints[id]
 		st.DeadLetters = n
 		snap.Endpoints[id] = st
+	}
+	// The attempt log exists only while it is on.
+	if al, err := js.Stream(ctx, names.Attempts); err == nil {
+		ai := al.CachedInfo()
+		snap.Streams = append(snap.Streams, StreamState{Name: ai.Config.Name, Messages: ai.State.Msgs, Bytes: ai.State.Bytes, Consumers: ai.State.Consumers})
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return snap, fmt.Errorf("stream %s: %w", names.Attempts, err)
 	}
 	return snap, nil
 }

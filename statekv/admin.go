@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,14 +76,14 @@ func (s *Store) CreateUnique(ctx context.Context, rec Record) (Entry, error) {
 // endpoint other than rec has rec's name now. It is the cheap check before a
 // slow step (a ping); only CreateUnique makes the name rule atomic.
 func (s *Store) NameFree(ctx context.Context, rec Record) error {
-	entries, _, err := s.List(ctx)
+	// The oldest holder, as CreateUnique names it: a racing loser about to delete
+	// itself may be listed too.
+	other, err := s.olderWithName(ctx, rec, math.MaxUint64)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if e.Record.Name == rec.Name && e.Record.ID != rec.ID {
-			return &NameTakenError{Name: rec.Name, By: e.Record.ID}
-		}
+	if other != "" {
+		return &NameTakenError{Name: rec.Name, By: other}
 	}
 	return nil
 }
@@ -170,7 +171,7 @@ func (s *Store) deleteOwn(ctx context.Context, id string, created uint64) error 
 // receivers can switch without dropping a delivery.
 func (s *Store) RotateSecret(ctx context.Context, id, fresh string, overlap time.Duration, now time.Time) (Entry, error) {
 	until := Timestamp(now.Add(overlap))
-	e, _, err := s.Update(ctx, id, func(r Record) (Record, bool, error) {
+	e, _, err := s.UpdateBy(ctx, id, CauseRotateSecret, func(r Record) (Record, bool, error) {
 		if r.Secret != "" {
 			r.PreviousSecret, r.PreviousSecretUntil = r.Secret, until
 		}

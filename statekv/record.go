@@ -51,6 +51,7 @@ const (
 	MaxEvents          = 64
 	MaxHeaderLength    = 4096
 	MaxRecordBytes     = 64 * 1024
+	MaxChangedByLength = 64
 	timestampPrecision = time.Millisecond
 )
 
@@ -83,6 +84,13 @@ type Record struct {
 	Secret              string    // Standard Webhooks signing secret (whsec_…); empty = unsigned
 	PreviousSecret      string    // the secret before the last rotation, also signed with until PreviousSecretUntil
 	PreviousSecretUntil time.Time // end of the rotation overlap
+
+	// ChangedBy and ChangedAfter say what wrote this revision ("delivery:temporary",
+	// "timer:reactivate_timer", "user:activate", …) and the revision it replaced,
+	// stamped by the Store; a hand edit (nats kv put) keeps stale values, which is
+	// how History tells it apart. Written only when set.
+	ChangedBy    string
+	ChangedAfter uint64
 
 	extra map[string]json.RawMessage // unknown fields, kept on rewrite
 }
@@ -171,6 +179,13 @@ func ParseRecord(id string, data []byte) (Record, error) {
 	ts("previous_secret_until", &r.PreviousSecretUntil)
 	str("secret", &r.Secret)
 	str("previous_secret", &r.PreviousSecret)
+	str("changed_by", &r.ChangedBy)
+	if raw, ok := fields["changed_after"]; ok {
+		delete(fields, "changed_after")
+		if err == nil && !isNull(raw) && json.Unmarshal(raw, &r.ChangedAfter) != nil {
+			err = fmt.Errorf("%w: field changed_after: expected a revision number or null, got %s", ErrInvalidRecord, abbreviate(raw))
+		}
+	}
 	if raw, ok := fields["events"]; ok {
 		delete(fields, "events")
 		if err == nil && !isNull(raw) {
@@ -252,6 +267,9 @@ func (r Record) Validate() error {
 	if n := utf8.RuneCountInString(r.Note); n > MaxNoteLength {
 		return bad("field note: %d characters, at most %d", n, MaxNoteLength)
 	}
+	if len(r.ChangedBy) > MaxChangedByLength {
+		return bad("field changed_by: longer than %d bytes", MaxChangedByLength)
+	}
 	return nil
 }
 
@@ -318,6 +336,14 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		nullString(r.Secret), nullString(r.PreviousSecret), nullTime(r.PreviousSecretUntil)}
 	for i, name := range knownFields {
 		if err := field(name, values[i]); err != nil {
+			return nil, err
+		}
+	}
+	if r.ChangedBy != "" {
+		if err := field("changed_by", r.ChangedBy); err != nil {
+			return nil, err
+		}
+		if err := field("changed_after", r.ChangedAfter); err != nil {
 			return nil, err
 		}
 	}

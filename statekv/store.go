@@ -137,7 +137,12 @@ func (s *Store) List(ctx context.Context) ([]Entry, []Invalid, error) {
 }
 
 // Create stores a new record after validating it; it returns ErrExists when the id is taken.
+// The record is stamped as written by CauseAdd unless rec.ChangedBy says otherwise.
 func (s *Store) Create(ctx context.Context, rec Record) (Entry, error) {
+	if rec.ChangedBy == "" {
+		rec.ChangedBy = CauseAdd
+	}
+	rec.ChangedAfter = 0
 	if err := rec.Validate(); err != nil {
 		return Entry{}, err
 	}
@@ -155,12 +160,18 @@ func (s *Store) Create(ctx context.Context, rec Record) (Entry, error) {
 	return Entry{Record: rec, Revision: rev, Modified: s.clock.Now()}, nil
 }
 
-// Update reads the record, calls change on it, and writes the result only if the
+// Update is UpdateBy with the cause CauseEdit (a user's change of the definition).
+func (s *Store) Update(ctx context.Context, id string, change func(Record) (Record, bool, error)) (Entry, bool, error) {
+	return s.UpdateBy(ctx, id, CauseEdit, change)
+}
+
+// UpdateBy reads the record, calls change on it, and writes the result only if the
 // key still has the revision that was read, retrying on a conflict
 // (jetstream.ErrKeyRevisionMismatch). change returns the new record and whether to
 // write it; when it returns false nothing is written and the current entry comes back.
-// A stored value that does not parse is never overwritten: Update returns its error.
-func (s *Store) Update(ctx context.Context, id string, change func(Record) (Record, bool, error)) (Entry, bool, error) {
+// A stored value that does not parse is never overwritten: UpdateBy returns its error.
+// The written revision is stamped with cause and the revision it replaces (History).
+func (s *Store) UpdateBy(ctx context.Context, id, cause string, change func(Record) (Record, bool, error)) (Entry, bool, error) {
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
 		cur, err := s.Get(ctx, id)
 		if err != nil {
@@ -171,6 +182,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(Record) (Reco
 			return cur, false, err
 		}
 		next.ID = id
+		next.ChangedBy, next.ChangedAfter = cause, cur.Revision
 		if err := next.Validate(); err != nil {
 			return cur, false, err
 		}
@@ -195,7 +207,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(Record) (Reco
 // writers (other sidecars, timers, operators) are never overwritten and a timed
 // transition is written once. It reports whether this call wrote a change.
 func (s *Store) Apply(ctx context.Context, id string, ev Event, now func() time.Time, p Policy) (Entry, bool, error) {
-	return s.Update(ctx, id, func(r Record) (Record, bool, error) {
+	return s.UpdateBy(ctx, id, CauseOf(ev.Input), func(r Record) (Record, bool, error) {
 		next, changed := Transition(r, ev, now(), p)
 		return next, changed, nil
 	})

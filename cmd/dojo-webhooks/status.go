@@ -115,7 +115,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 	}
 	fmt.Fprintf(sio.out, "NATS       %s (%s), server %s %s\n", rep.NATS.URL, kind, rep.NATS.Server, rep.NATS.Version)
 	// The account's totals, which count the streams of other applications in the account
-	// too; the table lists dojo-webhooks' own: events, dead letters, the bucket.
+	// too; the table lists dojo-webhooks' own: events, dead letters, attempt log, the bucket.
 	fmt.Fprintf(sio.out, "JetStream  %d streams, %d consumers, %s stored in the account\n\n", ai.Streams, ai.Consumers, bytesText(ai.Store))
 	tw := tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tCONSUMERS")
