@@ -415,4 +415,3 @@ func abbreviate(raw json.RawMessage) string {
 	}
 	return s
 }
-
