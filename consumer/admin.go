@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
@@ -34,37 +36,68 @@ func (e *PingError) Error() string {
 // Is makes errors.Is(err, ErrPingFailed) true.
 func (e *PingError) Is(target error) bool { return target == ErrPingFailed }
 
-// AddEndpoint adds an endpoint the way DefectDojo does: it validates rec,
-// refuses a taken id or name, pings the URL, and only if the ping answered 2xx
-// stores rec as active, created now (statekv.Store.CreateUnique: the name rule
-// holds against concurrent adds). It returns the stored entry and the ping's result.
-func AddEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Client, rec statekv.Record, d RequestDefaults, now func() time.Time) (statekv.Entry, delivery.Result, error) {
+// Admin runs the operator's actions on endpoints: the one implementation that
+// the CLI, the HTTP API and the console call. Zero Now means time.Now; a nil
+// Record means pings are not written to the attempt log.
+type Admin struct {
+	Store     *statekv.Store
+	Client    *delivery.Client // pings
+	Request   RequestDefaults  // pings' default headers
+	Policy    statekv.Policy   // the state machine's durations (activate, deactivate)
+	JetStream jetstream.JetStream
+	Names     contract.Names
+	Now       func() time.Time
+	Record    func(attempts.Record) // where pings are logged (the sidecar's Recorder, or a one-shot write)
+}
+
+func (a Admin) now() time.Time {
+	if a.Now == nil {
+		return time.Now()
+	}
+	return a.Now()
+}
+
+// ping sends DefectDojo's test notification to rec's endpoint and logs the attempt.
+func (a Admin) ping(ctx context.Context, rec statekv.Record) delivery.Result {
+	start := a.now()
+	res := Ping(ctx, a.Client, rec, a.Request, start)
+	if a.Record != nil {
+		a.Record(PingAttempt(rec, res, start))
+	}
+	return res
+}
+
+// Add adds an endpoint the way DefectDojo does: it validates rec, refuses a
+// taken id or name, pings the URL, and only if the ping answered 2xx stores rec
+// as active, created now (statekv.Store.CreateUnique: the name rule holds
+// against concurrent adds). It returns the stored entry and the ping's result.
+func (a Admin) Add(ctx context.Context, rec statekv.Record) (statekv.Entry, delivery.Result, error) {
 	rec.Status = statekv.StatusActive
 	if err := rec.Validate(); err != nil {
 		return statekv.Entry{}, delivery.Result{}, err
 	}
-	if _, err := store.Get(ctx, rec.ID); err == nil || errors.Is(err, statekv.ErrInvalidRecord) {
+	if _, err := a.Store.Get(ctx, rec.ID); err == nil || errors.Is(err, statekv.ErrInvalidRecord) {
 		return statekv.Entry{}, delivery.Result{}, fmt.Errorf("%w: %s (remove it first, or use another id)", statekv.ErrExists, rec.ID)
 	}
-	if err := store.NameFree(ctx, rec); err != nil {
+	if err := a.Store.NameFree(ctx, rec); err != nil {
 		return statekv.Entry{}, delivery.Result{}, err
 	}
-	res := Ping(ctx, client, rec, d, now())
+	res := a.ping(ctx, rec)
 	if res.Class != delivery.Success {
 		return statekv.Entry{}, res, &PingError{URL: rec.URL, Result: res}
 	}
-	rec.CreatedAt = statekv.Timestamp(now())
-	e, err := store.CreateUnique(ctx, rec)
+	rec.CreatedAt = statekv.Timestamp(a.now())
+	e, err := a.Store.CreateUnique(ctx, rec)
 	return e, res, err
 }
 
-// PingEndpoint pings the stored endpoint id; a ping that did not answer 2xx is a *PingError.
-func PingEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Client, id string, d RequestDefaults, now time.Time) (delivery.Result, error) {
-	e, err := store.Get(ctx, id)
+// Ping pings the stored endpoint id; a ping that did not answer 2xx is a *PingError.
+func (a Admin) Ping(ctx context.Context, id string) (delivery.Result, error) {
+	e, err := a.Store.Get(ctx, id)
 	if err != nil {
 		return delivery.Result{}, err
 	}
-	res := Ping(ctx, client, e.Record, d, now)
+	res := a.ping(ctx, e.Record)
 	if res.Class != delivery.Success {
 		return res, &PingError{URL: e.Record.URL, Result: res}
 	}
@@ -73,29 +106,46 @@ func PingEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Cl
 
 // Activate pings the endpoint and, only if the ping answered 2xx, applies the
 // user's activation (statekv.UserActivate). It reports whether that changed the record.
-func Activate(ctx context.Context, store *statekv.Store, client *delivery.Client, id string, d RequestDefaults, now func() time.Time, p statekv.Policy) (statekv.Entry, bool, error) {
-	if _, err := PingEndpoint(ctx, store, client, id, d, now()); err != nil {
+func (a Admin) Activate(ctx context.Context, id string) (statekv.Entry, bool, error) {
+	if _, err := a.Ping(ctx, id); err != nil {
 		return statekv.Entry{}, false, err
 	}
-	return store.Apply(ctx, id, statekv.Event{Input: statekv.UserActivate}, now, p)
+	return a.Store.Apply(ctx, id, statekv.Event{Input: statekv.UserActivate}, a.now, a.Policy)
+}
+
+// Deactivate applies the user's deactivation with note (statekv.UserDeactivate).
+func (a Admin) Deactivate(ctx context.Context, id, note string) (statekv.Entry, bool, error) {
+	return a.Store.Apply(ctx, id, statekv.Event{Input: statekv.UserDeactivate, Note: note}, a.now, a.Policy)
 }
 
 // Skip drops the endpoint's backlog: its consumer restarts at now (the
 // record's deliver_from), so nothing published before is delivered to it. It
 // returns how many events were waiting (0 when it has no consumer yet, or
-// no sidecar made the streams) and the
-// time deliveries restart from.
-func Skip(ctx context.Context, js jetstream.JetStream, names contract.Names, store *statekv.Store, id string, now time.Time) (uint64, time.Time, error) {
-	backlog, err := jsstate.Backlog(ctx, js, names, id)
+// no sidecar made the streams) and the time deliveries restart from.
+func (a Admin) Skip(ctx context.Context, id string) (uint64, time.Time, error) {
+	backlog, err := jsstate.Backlog(ctx, a.JetStream, a.Names, id)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, time.Time{}, err
 	}
-	from := statekv.Timestamp(now)
-	if _, _, err := store.UpdateBy(ctx, id, statekv.CauseSkip, func(r statekv.Record) (statekv.Record, bool, error) {
+	from := statekv.Timestamp(a.now())
+	if _, _, err := a.Store.UpdateBy(ctx, id, statekv.CauseSkip, func(r statekv.Record) (statekv.Record, bool, error) {
 		r.DeliverFrom = from
 		return r, true, nil
 	}); err != nil {
 		return 0, time.Time{}, fmt.Errorf("skip endpoint %s: %w", id, err)
 	}
 	return backlog, from, nil
+}
+
+// Replay sends the endpoint its dead letters again (since zero) or every event
+// the events stream holds since then; it returns how many were sent.
+func (a Admin) Replay(ctx context.Context, id string, since time.Time) (int, error) {
+	e, err := a.Store.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if since.IsZero() {
+		return ReplayDeadLetters(ctx, a.JetStream, a.Names, id)
+	}
+	return ReplaySince(ctx, a.JetStream, a.Names, e.Record, since)
 }

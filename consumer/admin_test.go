@@ -2,12 +2,14 @@ package consumer_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
@@ -37,53 +39,68 @@ func TestAddActivateSkip(t *testing.T) {
 	t.Cleanup(client.CloseIdle)
 	d := consumer.RequestDefaults{Instance: "https://dojo.example.com"}
 	rec := statekv.Record{ID: "hook", Name: "Hook", URL: srv.URL}
+	p := statekv.Policy{ReactivateAfter: time.Minute, RecoverAfter: time.Hour, GiveUpAfter: time.Hour}
+	var logged []attempts.Record
+	now := time.Now()
+	admin := consumer.Admin{Store: store, Client: client, Request: d, Policy: p, JetStream: js,
+		Names: contract.NamesFor(contract.DefaultPrefix), Now: func() time.Time { return now },
+		Record: func(a attempts.Record) { logged = append(logged, a) }}
 
-	if _, res, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now); !errors.Is(err, consumer.ErrPingFailed) || res.StatusCode != 500 {
+	if _, res, err := admin.Add(ctx, rec); !errors.Is(err, consumer.ErrPingFailed) || res.StatusCode != 500 {
 		t.Fatalf("add against a 500: %v (status %d), want ErrPingFailed", err, res.StatusCode)
 	}
 	if _, err := store.Get(ctx, "hook"); !errors.Is(err, statekv.ErrNotFound) {
 		t.Fatalf("a failed add stored the endpoint: %v", err)
 	}
 	status.Store(http.StatusNoContent)
-	e, res, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now)
+	e, res, err := admin.Add(ctx, rec)
 	if err != nil || res.StatusCode != 204 || e.Record.Status != statekv.StatusActive || e.Record.CreatedAt.IsZero() {
 		t.Fatalf("add: %+v, %d, %v", e.Record, res.StatusCode, err)
 	}
 	before := pings.Load()
-	if _, _, err := consumer.AddEndpoint(ctx, store, client, rec, d, time.Now); !errors.Is(err, statekv.ErrExists) {
+	if _, _, err := admin.Add(ctx, rec); !errors.Is(err, statekv.ErrExists) {
 		t.Errorf("add with a taken id: %v, want ErrExists", err)
 	}
 	other := rec
 	other.ID = "hook2"
-	if _, _, err := consumer.AddEndpoint(ctx, store, client, other, d, time.Now); !errors.Is(err, statekv.ErrNameTaken) {
+	if _, _, err := admin.Add(ctx, other); !errors.Is(err, statekv.ErrNameTaken) {
 		t.Errorf("add with a taken name: %v, want ErrNameTaken", err)
 	}
 	if pings.Load() != before {
 		t.Errorf("a refused add pinged the endpoint")
 	}
 
-	p := statekv.Policy{ReactivateAfter: time.Minute, RecoverAfter: time.Hour, GiveUpAfter: time.Hour}
-	if _, _, err := store.Apply(ctx, "hook", statekv.Event{Input: statekv.UserDeactivate, Note: "off"}, time.Now, p); err != nil {
+	if _, _, err := admin.Deactivate(ctx, "hook", "off"); err != nil {
 		t.Fatal(err)
 	}
 	status.Store(http.StatusServiceUnavailable)
-	if _, _, err := consumer.Activate(ctx, store, client, "hook", d, time.Now, p); !errors.Is(err, consumer.ErrPingFailed) {
+	if _, _, err := admin.Activate(ctx, "hook"); !errors.Is(err, consumer.ErrPingFailed) {
 		t.Errorf("activate with a failing ping: %v, want ErrPingFailed", err)
 	}
 	if got, _ := store.Get(ctx, "hook"); got.Record.Status != statekv.StatusInactivePermanent {
 		t.Errorf("a failed activation changed the record: %s", got.Record.Status)
 	}
 	status.Store(http.StatusOK)
-	if e, changed, err := consumer.Activate(ctx, store, client, "hook", d, time.Now, p); err != nil || !changed || e.Record.Status != statekv.StatusActive {
+	if e, changed, err := admin.Activate(ctx, "hook"); err != nil || !changed || e.Record.Status != statekv.StatusActive {
 		t.Errorf("activate: %s, %v, %v", e.Record.Status, changed, err)
 	}
 
-	now := time.Now()
-	n, from, err := consumer.Skip(ctx, js, contract.NamesFor(contract.DefaultPrefix), store, "hook", now)
+	n, from, err := admin.Skip(ctx, "hook")
 	if err != nil || n != 0 || !from.Equal(statekv.Timestamp(now)) {
 		t.Fatalf("skip without a consumer: %d, %v, %v", n, from, err)
 	}
 	if got, _ := store.Get(ctx, "hook"); !got.Record.DeliverFrom.Equal(from) {
 		t.Errorf("deliver_from %v, want %v", got.Record.DeliverFrom, from)
+	}
+	// Every ping was logged as an attempt: two adds, two activations.
+	var statuses []int
+	for _, a := range logged {
+		if a.Kind != attempts.KindPing || a.Event != consumer.PingEvent || a.Endpoint != "hook" || a.WebhookID == "" {
+			t.Errorf("ping attempt %+v", a)
+		}
+		statuses = append(statuses, a.Status)
+	}
+	if fmt.Sprint(statuses) != "[500 204 503 200]" {
+		t.Errorf("pings logged with statuses %v, want [500 204 503 200]", statuses)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
@@ -61,6 +63,20 @@ func (c *cli) withStore(ctx context.Context, f func(context.Context) error) erro
 		c.store = statekv.NewStore(kv)
 		return f(ctx)
 	})
+}
+
+// admin is the endpoint actions over c.store and c.js (inside withStore), with a
+// delivery client configured as the sidecar's (close it with CloseIdle) and
+// pings written to the attempt log when it is on (best effort: a ping is not
+// failed because its record could not be written).
+func (c *cli) admin(ctx context.Context) (consumer.Admin, func()) {
+	client := c.client()
+	mode := attempts.Mode(c.cfg.Attempts)
+	return consumer.Admin{
+		Store: c.store, Client: client, Request: c.requestDefaults(), Policy: c.cfg.policy(),
+		JetStream: c.js, Names: c.cfg.names(),
+		Record: func(rec attempts.Record) { _ = attempts.Write(ctx, c.js, c.cfg.names(), mode, rec) },
+	}, client.CloseIdle
 }
 
 // client is a delivery client configured as the sidecar's; close it with CloseIdle.

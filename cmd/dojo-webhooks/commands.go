@@ -30,8 +30,8 @@ func init() {
 	commands = []*command{
 		serveCmd,
 		endpointAddCmd, endpointListCmd, endpointShowCmd, endpointPingCmd, endpointActivateCmd,
-		endpointDeactivateCmd, endpointRemoveCmd, endpointRotateSecretCmd, endpointSkipCmd,
-		publishCmd, replayCmd, statusCmd, healthcheckCmd, versionCmd, helpCmd,
+		endpointDeactivateCmd, endpointRemoveCmd, endpointRotateSecretCmd, endpointSkipCmd, endpointHistoryCmd,
+		publishCmd, replayCmd, attemptsCmd, statusCmd, healthcheckCmd, versionCmd, helpCmd,
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -19,9 +18,9 @@ var endpointActivateCmd = &command{
 			return err
 		}
 		return c.withStore(ctx, func(ctx context.Context) error {
-			client := c.client()
-			defer client.CloseIdle()
-			e, changed, err := consumer.Activate(ctx, c.store, client, id, c.requestDefaults(), time.Now, c.cfg.policy())
+			admin, done := c.admin(ctx)
+			defer done()
+			e, changed, err := admin.Activate(ctx, id)
 			if errors.Is(err, consumer.ErrPingFailed) {
 				return fmt.Errorf("%w; endpoint left as it was", err)
 			}

@@ -86,9 +86,9 @@ func (o *addOptions) run(ctx context.Context, c *cli, pos []string) error {
 		return usageError{err}
 	}
 	return c.withStore(ctx, func(ctx context.Context) error {
-		client := c.client()
-		defer client.CloseIdle()
-		_, res, err := consumer.AddEndpoint(ctx, c.store, client, rec, c.requestDefaults(), time.Now)
+		admin, done := c.admin(ctx)
+		defer done()
+		_, res, err := admin.Add(ctx, rec)
 		if errors.Is(err, consumer.ErrPingFailed) {
 			return fmt.Errorf("%w; endpoint not stored", err)
 		}

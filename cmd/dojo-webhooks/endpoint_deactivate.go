@@ -5,9 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os/user"
-	"time"
-
-	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 var endpointDeactivateCmd = &command{
@@ -29,7 +26,9 @@ var endpointDeactivateCmd = &command{
 				text = fmt.Sprintf("Deactivated by %s with dojo-webhooks endpoint deactivate", who)
 			}
 			return c.withStore(ctx, func(ctx context.Context) error {
-				e, changed, err := c.store.Apply(ctx, id, statekv.Event{Input: statekv.UserDeactivate, Note: text}, time.Now, c.cfg.policy())
+				admin, done := c.admin(ctx)
+				defer done()
+				e, changed, err := admin.Deactivate(ctx, id, text)
 				if err != nil {
 					return err
 				}

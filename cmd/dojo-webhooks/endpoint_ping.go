@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 )
 
 var endpointPingCmd = &command{
@@ -17,9 +15,9 @@ var endpointPingCmd = &command{
 			return err
 		}
 		return c.withStore(ctx, func(ctx context.Context) error {
-			client := c.client()
-			defer client.CloseIdle()
-			res, err := consumer.PingEndpoint(ctx, c.store, client, id, c.requestDefaults(), time.Now())
+			admin, done := c.admin(ctx)
+			defer done()
+			res, err := admin.Ping(ctx, id)
 			if err != nil {
 				return err
 			}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 )
 
 var endpointSkipCmd = &command{
@@ -17,7 +15,9 @@ var endpointSkipCmd = &command{
 			return err
 		}
 		return c.withStore(ctx, func(ctx context.Context) error {
-			skipped, from, err := consumer.Skip(ctx, c.js, c.cfg.names(), c.store, id, time.Now())
+			admin, done := c.admin(ctx)
+			defer done()
+			skipped, from, err := admin.Skip(ctx, id)
 			if err != nil {
 				return err
 			}

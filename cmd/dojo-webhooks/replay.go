@@ -39,14 +39,13 @@ func replay(ctx context.Context, c *cli, pos []string, since string) error {
 		if err := consumer.OpenStreams(ctx, c.js, c.cfg.streams()); err != nil {
 			return err
 		}
-		var n int
 		what := "dead letters"
-		if from.IsZero() {
-			n, err = consumer.ReplayDeadLetters(ctx, c.js, c.cfg.names(), id)
-		} else {
+		if !from.IsZero() {
 			what = "events since " + from.UTC().Format(time.RFC3339)
-			n, err = consumer.ReplaySince(ctx, c.js, c.cfg.names(), e.Record, from)
 		}
+		admin, done := c.admin(ctx)
+		defer done()
+		n, err := admin.Replay(ctx, id, from)
 		if err != nil {
 			return fmt.Errorf("replay %s: %d sent before: %w", id, n, err)
 		}

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 )
 
 // authServer starts an embedded JetStream server configured by tweak.
