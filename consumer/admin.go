@@ -48,6 +48,8 @@ type Admin struct {
 	Names     contract.Names
 	Now       func() time.Time
 	Record    func(attempts.Record) // where pings are logged (the sidecar's Recorder, or a one-shot write)
+	// SecretOverlap is how long the old secret keeps signing after a rotation.
+	SecretOverlap time.Duration
 }
 
 func (a Admin) now() time.Time {
@@ -148,4 +150,16 @@ func (a Admin) Replay(ctx context.Context, id string, since time.Time) (int, err
 		return ReplayDeadLetters(ctx, a.JetStream, a.Names, id)
 	}
 	return ReplaySince(ctx, a.JetStream, a.Names, e.Record, since)
+}
+
+// RotateSecret gives the endpoint a new generated signing secret; the old one
+// keeps signing for SecretOverlap. It returns the entry and the new secret,
+// which is shown once and never again.
+func (a Admin) RotateSecret(ctx context.Context, id string) (statekv.Entry, string, error) {
+	fresh, err := delivery.GenerateSecret()
+	if err != nil {
+		return statekv.Entry{}, "", err
+	}
+	e, err := a.Store.RotateSecret(ctx, id, fresh, a.SecretOverlap, a.now())
+	return e, fresh, err
 }

@@ -47,6 +47,9 @@ type Config struct {
 	AttemptsStream attempts.StreamConfig // the attempt-log stream's bounds; Names and Replicas are set from Prefix and Replicas
 	AttemptBody    int                   // response body bytes an attempt keeps, default attempts.DefaultBodyBytes; -1 = none
 
+	APIToken      string        // bearer token of the management API (/api/v1/); empty = the API answers only on a loopback listener
+	SecretOverlap time.Duration // after a rotate-secret, how long the old secret keeps signing, default statekv.DefaultSecretOverlap
+
 	Ingest   ingest.Options // the /ingest bridge; Names, Connected and Received are set by the sidecar
 	HTTPAddr string         // HTTP listen address, default DefaultHTTPAddr; HTTPOff = no HTTP server
 	Listener net.Listener   // when set, the HTTP server serves it and HTTPAddr is not used
@@ -93,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.SecretOverlap == 0 {
+		c.SecretOverlap = statekv.DefaultSecretOverlap
 	}
 	if c.ConnectWait == 0 {
 		c.ConnectWait = DefaultConnectWait

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/api"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -53,6 +55,7 @@ type Sidecar struct {
 	client   *delivery.Client
 	metrics  *metrics.Metrics
 	attempts *attempts.Recorder
+	api      *api.API
 	manager  *consumer.Manager
 	mux      *http.ServeMux
 	ln       net.Listener // nil when HTTP is off
@@ -103,6 +106,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	s.mountAPI()
 	return s, nil
 }
 
@@ -144,6 +148,37 @@ func (s *Sidecar) routes(nc *nats.Conn) *http.ServeMux {
 	mux.Handle("/ingest", ingest.New(s.js, in))
 	return mux
 }
+
+// mountAPI mounts the management API under api.Prefix when its access rule
+// allows it: with a token, or without one on a loopback listener only.
+func (s *Sidecar) mountAPI() {
+	if s.ln == nil {
+		return
+	}
+	access := api.Access{Token: s.cfg.APIToken, Loopback: api.IsLoopback(s.ln.Addr().String())}
+	if !access.Enabled() {
+		s.log.Warn().Str("addr", s.ln.Addr().String()).
+			Msg("management API off: the HTTP server is not on loopback and DOJO_WEBHOOKS_API_TOKEN is empty")
+		return
+	}
+	s.api = api.New(api.Config{Access: access, Names: s.names, JetStream: s.js, Watcher: s.watcher,
+		Admin: s.Admin(), Logger: s.log})
+	s.mux.Handle(api.Prefix, s.api.Handler())
+}
+
+// Admin is the endpoint actions over the sidecar's store and client, with pings
+// logged in its attempt log: what the API and the console run.
+func (s *Sidecar) Admin() consumer.Admin {
+	a := consumer.Admin{Store: s.store, Client: s.client, Request: s.cfg.Request, Policy: s.cfg.Policy,
+		JetStream: s.js, Names: s.names, Now: s.cfg.Clock.Now, SecretOverlap: s.cfg.SecretOverlap}
+	if s.attempts != nil {
+		a.Record = s.attempts.Record
+	}
+	return a
+}
+
+// API is the management API; nil when it is off.
+func (s *Sidecar) API() *api.API { return s.api }
 
 // listen opens the HTTP listener, unless HTTP is off or a listener was given.
 func (s *Sidecar) listen() error {

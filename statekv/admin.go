@@ -166,6 +166,9 @@ func (s *Store) deleteOwn(ctx context.Context, id string, created uint64) error 
 	return fmt.Errorf("delete endpoint %s: %d revision conflicts in a row", id, maxOwnDeleteAttempts)
 }
 
+// DefaultSecretOverlap is how long the previous secret keeps signing after a rotation.
+const DefaultSecretOverlap = 24 * time.Hour
+
 // RotateSecret gives the endpoint the signing secret fresh. The current secret,
 // if any, becomes the previous one and keeps signing until now+overlap, so
 // receivers can switch without dropping a delivery.

@@ -2,6 +2,7 @@ package statekv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,6 +46,34 @@ type Revision struct {
 	Err      error     // why the value does not parse or validate (held), nil otherwise
 }
 
+// MarshalJSON writes the revision as the CLI and the API show it: revision,
+// time, cause, status, first and last error, note, and the error of an invalid
+// value; never the record's secrets.
+func (r Revision) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Revision   uint64     `json:"revision"`
+		Time       time.Time  `json:"time"`
+		Cause      string     `json:"cause"`
+		Status     string     `json:"status"`
+		FirstError *time.Time `json:"first_error"`
+		LastError  *time.Time `json:"last_error"`
+		Note       string     `json:"note"`
+		Error      string     `json:"error,omitempty"`
+	}{Revision: r.Revision, Time: r.Time, Cause: r.Cause, Status: string(r.Record.Status), Note: r.Record.Note,
+		FirstError: timeOrNil(r.Record.FirstError), LastError: timeOrNil(r.Record.LastError)}
+	if r.Err != nil {
+		v.Error = r.Err.Error()
+	}
+	return json.Marshal(v)
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
 // Kind is the first part of the cause: delivery, timer, user, hand edit or removed.
 func (r Revision) Kind() string {
 	k, _, _ := strings.Cut(r.Cause, ":")
@@ -86,4 +115,13 @@ func (s *Store) History(ctx context.Context, id string) ([]Revision, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// CheckHeader refuses a header name without a value, or a value without a name:
+// the request would carry an empty header.
+func (r Record) CheckHeader() error {
+	if (r.HeaderName == "") != (r.HeaderValue == "") {
+		return fmt.Errorf("%w: header_name and header_value go together", ErrInvalidRecord)
+	}
+	return nil
 }

@@ -74,7 +74,7 @@ func (c *cli) admin(ctx context.Context) (consumer.Admin, func()) {
 	mode := attempts.Mode(c.cfg.Attempts)
 	return consumer.Admin{
 		Store: c.store, Client: client, Request: c.requestDefaults(), Policy: c.cfg.policy(),
-		JetStream: c.js, Names: c.cfg.names(),
+		JetStream: c.js, Names: c.cfg.names(), SecretOverlap: c.cfg.SecretOverlap,
 		Record: func(rec attempts.Record) { _ = attempts.Write(ctx, c.js, c.cfg.names(), mode, rec) },
 	}, client.CloseIdle
 }

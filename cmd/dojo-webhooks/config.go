@@ -69,6 +69,7 @@ type Config struct {
 	BlockPrivate    bool          `env:"DOJO_WEBHOOKS_BLOCK_PRIVATE" envDefault:"false" help:"refuse loopback, private, link-local and unspecified destination addresses (checked on the address dialled)"`
 	AllowNetworks   string        `env:"DOJO_WEBHOOKS_ALLOW_NETWORKS" help:"comma-separated CIDR networks allowed even with DOJO_WEBHOOKS_BLOCK_PRIVATE, e.g. 10.1.0.0/16"`
 	CAFile          string        `env:"DOJO_WEBHOOKS_CA_FILE" help:"PEM CA bundle trusted for https endpoints in addition to the system roots"`
+	APIToken        string        `env:"DOJO_WEBHOOKS_API_TOKEN" help:"bearer token of the management API and the console (/api/v1/, /ui/); empty = they answer only when DOJO_WEBHOOKS_HTTP_ADDR is a loopback address"`
 	IngestToken     string        `env:"DOJO_WEBHOOKS_INGEST_TOKEN" help:"shared secret /ingest requires in DOJO_WEBHOOKS_INGEST_HEADER (DefectDojo's webhook header); empty = none"`
 	IngestHeader    string        `env:"DOJO_WEBHOOKS_INGEST_HEADER" envDefault:"Authorization" help:"header carrying the ingest token (its value may be the token or Bearer <token>)"`
 	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
@@ -83,10 +84,9 @@ type Config struct {
 // Defaults that belong to the command itself; every other envDefault above is
 // a package's Default* constant (config_test.go checks that they agree).
 const (
-	defaultDataDir       = "data"
-	defaultSecretOverlap = 24 * time.Hour
-	defaultLogLevel      = "info"
-	defaultLogFormat     = "json"
+	defaultDataDir   = "data"
+	defaultLogLevel  = "info"
+	defaultLogFormat = "json"
 )
 
 var subjectToken = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
@@ -302,7 +302,7 @@ func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
 		MaxInFlight: c.MaxInFlight, Policy: c.policy(), Delivery: c.deliveryOptions(), Request: c.requestDefaults(),
 		ShutdownGrace: c.ShutdownGrace,
 		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
-		HTTPAddr:      c.HTTPAddr, Metrics: true,
+		HTTPAddr:      c.HTTPAddr, Metrics: true, APIToken: c.APIToken, SecretOverlap: c.SecretOverlap,
 		Attempts: attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
 		AttemptsStream: attempts.StreamConfig{MaxAge: c.AttemptsMaxAge, MaxBytes: c.AttemptsBytes},
 		ConnectWait:    c.ConnectWait, Logger: log, Started: started,

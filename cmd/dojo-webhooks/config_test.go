@@ -47,7 +47,7 @@ func TestEnvDefaultsAreThePackageDefaults(t *testing.T) {
 		"AttemptBody":     attempts.DefaultBodyBytes,
 		"ShutdownGrace":   consumer.DefaultShutdownGrace,
 		"MaxRetryAfter":   statekv.DefaultMaxRetryAfter,
-		"SecretOverlap":   defaultSecretOverlap,
+		"SecretOverlap":   statekv.DefaultSecretOverlap,
 		"BlockPrivate":    delivery.Options{}.BlockPrivate,
 		"IngestHeader":    ingest.DefaultTokenHeader,
 		"IngestMaxBytes":  ingest.DefaultMaxBodyBytes,

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"text/tabwriter"
 	"time"
-
-	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 var endpointHistoryCmd = &command{
@@ -26,22 +24,17 @@ var endpointHistoryCmd = &command{
 					return err
 				}
 				if *asJSON {
-					out := make([]historyJSON, 0, len(hist))
-					for _, r := range hist {
-						out = append(out, historyOf(r))
-					}
-					return writeJSON(c.sio.out, out)
+					return writeJSON(c.sio.out, hist)
 				}
 				tw := tabwriter.NewWriter(c.sio.out, 2, 8, 2, ' ', 0)
 				fmt.Fprintln(tw, "REVISION\tTIME\tCAUSE\tSTATUS\tFIRST ERROR\tLAST ERROR\tNOTE")
 				for _, r := range hist {
-					h := historyOf(r)
-					note := h.Note
-					if h.Error != "" {
-						note = "invalid: " + h.Error
+					note := r.Record.Note
+					if r.Err != nil {
+						note = "invalid: " + r.Err.Error()
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Revision, h.Time.Format(time.RFC3339Nano), h.Cause,
-						dash(h.Status), timeText(h.FirstError), timeText(h.LastError), dash(oneLine(note, 60)))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Revision, r.Time.Format(time.RFC3339Nano), r.Cause,
+						dash(string(r.Record.Status)), timeText(r.Record.FirstError), timeText(r.Record.LastError), dash(oneLine(note, 60)))
 				}
 				return tw.Flush()
 			})
@@ -49,38 +42,10 @@ var endpointHistoryCmd = &command{
 	},
 }
 
-// historyJSON is one revision as `endpoint history --json` prints it (no secret).
-type historyJSON struct {
-	Revision   uint64     `json:"revision"`
-	Time       time.Time  `json:"time"`
-	Cause      string     `json:"cause"`
-	Status     string     `json:"status"`
-	FirstError *time.Time `json:"first_error"`
-	LastError  *time.Time `json:"last_error"`
-	Note       string     `json:"note"`
-	Error      string     `json:"error,omitempty"`
-}
-
-func historyOf(r statekv.Revision) historyJSON {
-	h := historyJSON{Revision: r.Revision, Time: r.Time, Cause: r.Cause, Status: string(r.Record.Status), Note: r.Record.Note,
-		FirstError: timeOrNil(r.Record.FirstError), LastError: timeOrNil(r.Record.LastError)}
-	if r.Err != nil {
-		h.Error = r.Err.Error()
-	}
-	return h
-}
-
 // timeText is an RFC 3339 time, or "-".
-func timeText(t *time.Time) string {
-	if t == nil {
+func timeText(t time.Time) string {
+	if t.IsZero() {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
-}
-
-func timeOrNil(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -17,13 +16,13 @@ var endpointRotateSecretCmd = &command{
 		if err != nil {
 			return err
 		}
-		fresh, err := delivery.GenerateSecret()
-		if err != nil {
-			return err
-		}
 		now := time.Now()
 		return c.withStore(ctx, func(ctx context.Context) error {
-			if _, err := c.store.RotateSecret(ctx, id, fresh, c.cfg.SecretOverlap, now); err != nil {
+			admin, done := c.admin(ctx)
+			defer done()
+			admin.Now = func() time.Time { return now }
+			_, fresh, err := admin.RotateSecret(ctx, id)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.sio.out, "endpoint %s: new signing secret (shown once): %s\n", id, fresh)
