@@ -31,15 +31,24 @@ const (
 	benchShutdownGrace = 2 * time.Second
 )
 
-// env is one fresh NATS server (embedded, JetStream file store in a temp dir)
-// or, with NATS_URL, fresh streams and bucket with a unique prefix, plus the
-// connections the bench itself uses:
+// envConfig says where an env's NATS server runs.
+type envConfig struct {
+	mode    string // modeEmbedded, modeProcess or modeURL
+	url     string // NATS_URL, with modeURL
+	natsLog string // the nats-server process's log file, with modeProcess
+}
+
+// env is one fresh NATS server (embedded, or a separate nats-server process,
+// JetStream file store in a temp dir) or, with NATS_URL, fresh streams and
+// bucket with a unique prefix, plus the connections the bench itself uses:
 //   - admin: set-up, the raw JetStream consumers, polling; connected like the
-//     sidecar (in-process to the embedded server);
+//     sidecar (in-process to the embedded server, else over TCP);
 //   - pub: the publisher, over TCP on loopback like an outside publisher.
 type env struct {
+	mode    string
 	dir     string
-	srv     *server.Server
+	srv     *server.Server // modeEmbedded
+	proc    *natsProcess   // modeProcess
 	url     string
 	names   contract.Names
 	bucket  string
@@ -69,29 +78,36 @@ func (e *env) takeAckLats() []int64 {
 	return out
 }
 
-func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
-	e = &env{log: log}
+func newEnv(cfg envConfig, log zerolog.Logger) (e *env, err error) {
+	e = &env{mode: cfg.mode, log: log}
 	defer func() {
 		if err != nil {
 			e.close()
 		}
 	}()
 	suffix := randomHex(4)
-	if natsURL == "" {
+	if cfg.mode != modeURL {
 		e.dir, err = os.MkdirTemp("", "dojo-webhooks-bench-*")
 		if err != nil {
 			return e, err
 		}
-		e.srv, err = embedded.Start(embedded.Options{Port: -1, StoreDir: e.dir, ServerName: "bench-" + suffix})
-		if err != nil {
-			return e, err
+		if cfg.mode == modeProcess {
+			if e.proc, err = startNATSProcess(e.dir, "bench-"+suffix, cfg.natsLog); err != nil {
+				return e, err
+			}
+			e.url = e.proc.url
+		} else {
+			e.srv, err = embedded.Start(embedded.Options{Port: -1, StoreDir: e.dir, ServerName: "bench-" + suffix})
+			if err != nil {
+				return e, err
+			}
+			e.url = e.srv.ClientURL()
 		}
-		e.url = e.srv.ClientURL()
 		e.names = contract.NamesFor(contract.DefaultPrefix)
 		e.bucket = statekv.DefaultBucket
 		e.rawName = "BENCHRAW"
 	} else {
-		e.url = natsURL
+		e.url = cfg.url
 		e.names = contract.NamesFor("bench" + suffix)
 		e.bucket = "bench_" + suffix
 		e.rawName = "BENCHRAW_" + suffix
@@ -135,7 +151,7 @@ func newEnv(natsURL string, log zerolog.Logger) (e *env, err error) {
 }
 
 // connect connects in-process to the embedded server when inProcess (as serve
-// does), else over TCP.
+// does), else (and always with a separate server process or NATS_URL) over TCP.
 func (e *env) connect(name string, inProcess bool) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1), nats.ReconnectWait(time.Second)}
 	if inProcess && e.srv != nil {
@@ -145,7 +161,7 @@ func (e *env) connect(name string, inProcess bool) (*nats.Conn, error) {
 }
 
 func (e *env) close() {
-	if e.adminJS != nil && e.srv == nil { // shared server: remove what this env made
+	if e.adminJS != nil && e.mode == modeURL { // shared server: remove what this env made
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		for _, s := range []string{e.names.Events, e.names.DeadLetter, e.rawName} {
 			_ = e.adminJS.DeleteStream(ctx, s)
@@ -162,6 +178,9 @@ func (e *env) close() {
 	if e.srv != nil {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
+	}
+	if e.proc != nil {
+		e.proc.stop()
 	}
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)

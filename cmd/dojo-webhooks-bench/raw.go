@@ -259,6 +259,30 @@ func (e *env) rawJS(n, mif int, maxDur time.Duration, withSync bool) (map[string
 	return out, nil
 }
 
+// rawConsumeWindow measures consume+ack alone on a fresh stream of n stored
+// events with an ack window (MaxAckPending) of window.
+func (e *env) rawConsumeWindow(n, window int, maxDur time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s, subj, err := e.rawStream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = e.adminJS.DeleteStream(context.Background(), e.rawName) }()
+	if _, err := e.publishAsync(e.pubJS, subj, n, func(i int) []byte { return eventBody(i, 0) }); err != nil {
+		return 0, fmt.Errorf("raw async publish: %w", err)
+	}
+	c, err := s.CreateOrUpdateConsumer(ctx, e.rawConsumerConfig("raw_window", window, time.Time{}))
+	if err != nil {
+		return 0, err
+	}
+	r, _, err := consumeRate(c, window, n, maxDur)
+	if err != nil {
+		return 0, fmt.Errorf("raw consume: %w", err)
+	}
+	return r, nil
+}
+
 // rawJSLatency publishes at perSecond for dur (async, publish time in the
 // body, from the TCP publisher) and consumes with consumers pull consumers,
 // each with an ack window of mif (the sidecar's in-process connection):

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,22 +112,8 @@ func setLatency(f *figs, prefix string, lats []int64) {
 func rssMB() float64 {
 	runtime.GC()
 	debug.FreeOSMemory()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return math.NaN()
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			if err != nil {
-				return math.NaN()
-			}
-			return kb / 1024
-		}
-	}
-	return math.NaN()
+	rss, _ := procStatusMB("/proc/self/status", "VmRSS:")
+	return rss
 }
 
 func heapInuseMB() float64 {
@@ -153,6 +138,7 @@ type check struct {
 type result struct {
 	Scenario int                   `json:"scenario"`
 	Name     string                `json:"name"`
+	Mode     string                `json:"nats"` // where nats-server ran: embedded, process or url
 	Method   string                `json:"method"`
 	Params   map[string]any        `json:"params"`
 	Rounds   int                   `json:"rounds"`
@@ -218,7 +204,7 @@ func num(v float64) string {
 }
 
 func (r *result) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "\n== %d. %s (median of %d rounds)\n   %s\n", r.Scenario, r.Name, r.Rounds, r.Method)
+	fmt.Fprintf(w, "\n== %d. %s, nats-server %s (median of %d rounds)\n   %s\n", r.Scenario, r.Name, r.Mode, r.Rounds, r.Method)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "   figure\tmedian\tper round\t")
 	for _, k := range r.keys {

@@ -22,30 +22,40 @@ type sizes struct {
 	warmup           time.Duration // 2, 5: paced warm-up, not measured
 	fanoutEndpoints  int           // 3
 	fanoutEvents     int           // 3
-	manyEndpoints    int           // 4
+	manyEndpoints    []int         // 4: endpoint counts, one start-up measurement each
 	isoEndpoints     int           // 5
 	isoTimeout       time.Duration // 5: the sidecar's HTTP timeout
 	isoReactivate    time.Duration // 5: reactivate-after, so the hanging endpoint is retried during the run
 	drainN           int           // 6
 	stall            time.Duration // a wait fails when nothing moves this long
-	readyTarget      time.Duration // 4
-	rssTargetMB      float64       // 4
+	readyPerEndpoint time.Duration // 4: ready target per endpoint (1,000 in 1.5 s, 10,000 in 15 s)
+	rssTargetMB      float64       // 4: the sidecar's RSS target, at least
+	rssPerEndpointMB float64       // 4: ... and per endpoint (10,000: 1 GB)
 	p99TargetMS      float64       // 2
-	throughputTarget float64       // 1: ratio to raw HTTP
+	orderedEmbedded  float64       // 1: max-in-flight 1, ratio to raw HTTP c=1, embedded server
+	orderedProcess   float64       // 1: the same with a separate server (process or NATS_URL)
+	combinedTarget   float64       // 1: max-in-flight > 1, separate server: ratio to the combined limit L
 	isolationTarget  float64       // 5: ratio to scenario 2's p99
 }
+
+// readyTarget is scenario 4's start-up target for n endpoints.
+func (s sizes) readyTarget(n int) time.Duration { return time.Duration(n) * s.readyPerEndpoint }
+
+// rssTarget is scenario 4's sidecar RSS target for n endpoints, in MB.
+func (s sizes) rssTarget(n int) float64 { return max(s.rssTargetMB, float64(n)*s.rssPerEndpointMB) }
 
 func fullSizes() sizes {
 	return sizes{
 		throughputN: 100_000, rawMaxDur: 5 * time.Second,
 		latencyRate: 1000, latencyDur: 10 * time.Second, rawLatencyDur: 3 * time.Second, warmup: 500 * time.Millisecond,
 		fanoutEndpoints: 100, fanoutEvents: 1000,
-		manyEndpoints: 1000,
+		manyEndpoints: []int{1000, 10_000},
 		isoEndpoints:  10, isoTimeout: 2 * time.Second, isoReactivate: 500 * time.Millisecond,
 		// stall: above nats.go's own recovery (two missed 15 s heartbeats), so a
 		// stalled consume shows in the figures (max_gap_ms) instead of aborting the round.
 		drainN: 100_000, stall: 60 * time.Second,
-		readyTarget: 5 * time.Second, rssTargetMB: 200, p99TargetMS: 2, throughputTarget: 0.4, isolationTarget: 2,
+		readyPerEndpoint: 1500 * time.Microsecond, rssTargetMB: 200, rssPerEndpointMB: 0.1, p99TargetMS: 2,
+		orderedEmbedded: 0.75, orderedProcess: 0.6, combinedTarget: 0.8, isolationTarget: 2,
 	}
 }
 
@@ -54,7 +64,7 @@ func quickSizes() sizes {
 	s.throughputN, s.rawMaxDur = 2000, 400*time.Millisecond
 	s.latencyDur, s.rawLatencyDur, s.warmup = 700*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	s.fanoutEndpoints, s.fanoutEvents = 10, 100
-	s.manyEndpoints = 100
+	s.manyEndpoints = []int{20, 100}
 	s.isoTimeout, s.isoReactivate = 300*time.Millisecond, 100*time.Millisecond
 	s.drainN = 2000
 	return s
@@ -75,7 +85,8 @@ var scenarios = []scenario{
 		id: 1, name: "throughput",
 		method: func(b *bench) string {
 			return fmt.Sprintf("one endpoint, %d events of 1 KB published first (backlog), then the sidecar started; "+
-				"deliveries/s = first→last receipt; for each max-in-flight %v; raw HTTP = keep-alive net/http client at the same concurrency", b.sz.throughputN, b.o.mifs)
+				"deliveries/s = first→last receipt; for each max-in-flight %v; raw HTTP = keep-alive net/http client at the same concurrency; "+
+				"L = 1/(1/raw HTTP + 1/raw JS async publish + 1/raw JS consume+ack with the endpoint consumer's ack window), all on this server", b.sz.throughputN, b.o.mifs)
 		},
 		params: func(b *bench) map[string]any {
 			return map[string]any{"events": b.sz.throughputN, "body_bytes": bodySize, "max_in_flight": b.o.mifs, "mode": "backlog", "storage": "file"}
@@ -91,8 +102,18 @@ var scenarios = []scenario{
 		checks: func(b *bench, med map[string]float64) []check {
 			var cs []check
 			for _, m := range b.o.mifs {
+				httpTarget, lTarget := 0.0, 0.0
+				switch {
+				case m == 1 && b.mode == modeEmbedded:
+					httpTarget = b.sz.orderedEmbedded
+				case m == 1:
+					httpTarget = b.sz.orderedProcess
+				case b.mode != modeEmbedded:
+					lTarget = b.sz.combinedTarget
+				}
 				cs = append(cs, ratioCheck(med, fmt.Sprintf("deliveries/s max-in-flight=%d", m), sfx("deliveries_per_s", m),
-					sfx("raw_http_per_s", m), fmt.Sprintf("raw HTTP c=%d", m), sfx("ratio_raw_http", m), "/s", b.sz.throughputTarget))
+					sfx("raw_http_per_s", m), fmt.Sprintf("raw HTTP c=%d", m), sfx("ratio_raw_http", m), "/s", httpTarget),
+					combinedCheck(med, fmt.Sprintf("deliveries/s max-in-flight=%d vs L", m), "deliveries_per_s", m, lTarget))
 				cs = append(cs, ratioCheck(med, fmt.Sprintf("deliveries/s vs JetStream ack window %d", m), sfx("deliveries_per_s", m),
 					sfx("raw_js_consume_window_per_s", m), fmt.Sprintf("raw JS consume+ack, MaxAckPending=%d", m), sfx("ratio_raw_js_window", m), "/s", 0),
 					check{Metric: fmt.Sprintf("longest pause between receipts, max-in-flight=%d", m), Value: med[sfx("max_gap_ms", m)], Unit: "ms", Target: "-"})
@@ -141,19 +162,37 @@ var scenarios = []scenario{
 	{
 		id: 4, name: "many endpoints",
 		method: func(b *bench) string {
-			return fmt.Sprintf("%d active records in KV before start; ready = sidecar start (connect, EnsureBucket/Streams) → watcher synced and %d consumers on the events stream (stream info polled every 20 ms); "+
-				"RSS = VmRSS of the whole process (embedded nats-server, bench receiver included) after GC+FreeOSMemory; raw limit = the same number of consumers created one by one directly", b.sz.manyEndpoints, b.sz.manyEndpoints)
+			return fmt.Sprintf("for each count %v: that many active records in KV before start (fresh server each); ready = sidecar start (connect, EnsureBucket/Streams) → watcher synced and as many consumers on the events stream (stream info polled every 20 ms); "+
+				"sidecar RSS = increase of this process's VmRSS (after GC+FreeOSMemory) from before the start to ready (the sidecar runs in this process; with -nats embedded the server's growth is included); "+
+				"server RSS = VmRSS/VmHWM of the nats-server process (-nats process only); raw limit = the same number of consumers created one by one directly (and 8 at a time), on another fresh server of the same mode", b.sz.manyEndpoints)
 		},
 		params: func(b *bench) map[string]any {
 			return map[string]any{"endpoints": b.sz.manyEndpoints, "max_in_flight": b.o.mifs[0]}
 		},
-		run: func(b *bench, f *figs) error { return b.manyOnce(f) },
+		run: func(b *bench, f *figs) error {
+			for _, n := range b.sz.manyEndpoints {
+				if err := b.manyOnce(n, f); err != nil {
+					return fmt.Errorf("%d endpoints: %w", n, err)
+				}
+			}
+			return nil
+		},
 		checks: func(b *bench, med map[string]float64) []check {
-			ready := ratioCheck(med, "start → all consumers ready", "ready_s", "raw_create_s", fmt.Sprintf("%d CreateConsumer in a row", b.sz.manyEndpoints), "ratio_raw_create", "s", 0)
-			ready.Target, ready.Pass = fmt.Sprintf("≤ %g s", b.sz.readyTarget.Seconds()), ptr(med["ready_s"] <= b.sz.readyTarget.Seconds())
-			rss := check{Metric: "resident memory", Value: med["rss_mb"], Unit: "MB", RawLimit: ptr(med["rss_before_mb"]), RawName: "before the sidecar started",
-				Target: fmt.Sprintf("< %g MB", b.sz.rssTargetMB), Pass: ptr(med["rss_mb"] < b.sz.rssTargetMB)}
-			return []check{ready, rss}
+			var cs []check
+			for _, n := range b.sz.manyEndpoints {
+				ready := ratioCheck(med, fmt.Sprintf("%d endpoints: start → all consumers ready", n), nfx("ready_s", n), nfx("raw_create_s", n),
+					fmt.Sprintf("%d CreateConsumer in a row", n), nfx("ratio_raw_create", n), "s", 0)
+				ready.Target, ready.Pass = fmt.Sprintf("≤ %g s", b.sz.readyTarget(n).Seconds()), ptr(med[nfx("ready_s", n)] <= b.sz.readyTarget(n).Seconds())
+				rss := check{Metric: fmt.Sprintf("%d endpoints: sidecar RSS (increase)", n), Value: med[nfx("sidecar_rss_mb", n)], Unit: "MB",
+					RawLimit: ptr(med[nfx("rss_before_mb", n)]), RawName: "this process before the start",
+					Target: fmt.Sprintf("≤ %g MB", b.sz.rssTarget(n)), Pass: ptr(med[nfx("sidecar_rss_mb", n)] <= b.sz.rssTarget(n))}
+				cs = append(cs, ready, rss)
+				if v, ok := med[nfx("server_rss_mb", n)]; ok {
+					cs = append(cs, check{Metric: fmt.Sprintf("%d endpoints: nats-server RSS at ready", n), Value: v, Unit: "MB",
+						RawLimit: ptr(med[nfx("server_rss_before_mb", n)]), RawName: "with the records, before the sidecar started", Target: "-"})
+				}
+			}
+			return cs
 		},
 	},
 	{
@@ -175,7 +214,7 @@ var scenarios = []scenario{
 		},
 		checks: func(b *bench, med map[string]float64) []check {
 			c := check{Metric: "p99 of the healthy endpoints", Value: med["p99_ms"], Unit: "ms", Target: fmt.Sprintf("≤ %g × scenario 2 p99", b.sz.isolationTarget)}
-			if r, ok := b.results[2]; ok && r.Figures["p99_ms"] > 0 {
+			if r, ok := b.results[resultKey{b.mode, 2}]; ok && r.Figures["p99_ms"] > 0 {
 				ref := r.Figures["p99_ms"]
 				c.RawLimit, c.RawName, c.Ratio = ptr(ref), "scenario 2 p99", ptr(round3(med["p99_ms"]/ref))
 				c.Pass = ptr(med["p99_ms"] <= b.sz.isolationTarget*ref)
@@ -214,6 +253,7 @@ var scenarios = []scenario{
 			for _, m := range b.o.mifs {
 				cs = append(cs, ratioCheck(med, fmt.Sprintf("drain/s max-in-flight=%d", m), sfx("drain_per_s", m),
 					sfx("raw_http_per_s", m), fmt.Sprintf("raw HTTP c=%d", m), sfx("ratio_raw_http", m), "/s", 0),
+					combinedCheck(med, fmt.Sprintf("drain/s max-in-flight=%d vs L", m), "drain_per_s", m, 0),
 					check{Metric: fmt.Sprintf("longest pause between receipts, max-in-flight=%d", m), Value: med[sfx("max_gap_ms", m)], Unit: "ms", Target: "-"})
 			}
 			return cs
@@ -222,6 +262,53 @@ var scenarios = []scenario{
 }
 
 func sfx(k string, mif int) string { return fmt.Sprintf("%s_mif%d", k, mif) }
+
+func nfx(k string, endpoints int) string { return fmt.Sprintf("%s_n%d", k, endpoints) }
+
+// combinedCheck compares the figure value (at max-in-flight m) with the combined limit L of the same round.
+func combinedCheck(med map[string]float64, metric, value string, m int, target float64) check {
+	return ratioCheck(med, metric, sfx(value, m), sfx("combined_limit_per_s", m),
+		"L = 1/(1/HTTP + 1/publish + 1/consume+ack)", sfx("ratio_combined_limit", m), "/s", target)
+}
+
+// combinedLimit is L = 1 / (1/HTTP + 1/publish + 1/consume+ack): the rate when
+// every delivery pays the CPU of all three on the same cores.
+func combinedLimit(rates ...float64) float64 {
+	var inv float64
+	for _, r := range rates {
+		if !(r > 0) {
+			return math.NaN()
+		}
+		inv += 1 / r
+	}
+	return 1 / inv
+}
+
+// setCombined records, for a pipeline run at max-in-flight m that reached dps,
+// the combined limit L and the ratio to it. consume+ack is measured with the
+// ack window the endpoint's consumer really has (MaxAckPending of consumer
+// id): the raw figure at m is reused when it is m, else measured now.
+func (b *bench) setCombined(e *env, f *figs, id string, m int, dps, rawHTTP float64, rj map[string]float64) error {
+	win := m
+	if i, err := e.consumerInfo(id); err == nil && i.Config.MaxAckPending > 0 {
+		win = i.Config.MaxAckPending
+	}
+	f.set(sfx("ack_window", m), float64(win))
+	consume := rj["consume_window_per_s"]
+	if win != m {
+		b.progressf("raw JetStream consume+ack with the pipeline's ack window %d", win)
+		r, err := e.rawConsumeWindow(b.sz.throughputN, win, b.sz.rawMaxDur)
+		if err != nil {
+			return err
+		}
+		f.set(sfx("raw_js_consume_pipeline_window_per_s", m), r)
+		consume = r
+	}
+	l := combinedLimit(rawHTTP, rj["async_publish_per_s"], consume)
+	f.set(sfx("combined_limit_per_s", m), l)
+	f.set(sfx("ratio_combined_limit", m), ratio(dps, l))
+	return nil
+}
 
 // ratioCheck compares med[value] with med[raw]; target > 0 makes it pass/fail on the ratio.
 func ratioCheck(med map[string]float64, metric, value, raw, rawName, ratioKey, unit string, target float64) check {
@@ -253,7 +340,7 @@ func waitLimit(n int) time.Duration { return 2*time.Minute + time.Duration(n)*10
 
 // 1. throughput at one max-in-flight.
 func (b *bench) throughputOnce(m int, f *figs) error {
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
@@ -313,14 +400,17 @@ func (b *bench) throughputOnce(m int, f *figs) error {
 	f.set(sfx("duplicates", m), float64(cnt-uniq))
 	f.set(sfx("ratio_raw_http", m), ratio(dps, rh))
 	f.set(sfx("ratio_raw_js_window", m), ratio(dps, rj["consume_window_per_s"]))
-	b.progressf("max-in-flight %d: %.0f deliveries/s, raw HTTP %.0f/s, raw JS window %.0f/s", m, dps, rh, rj["consume_window_per_s"])
+	if err := b.setCombined(e, f, ids[0], m, dps, rh, rj); err != nil {
+		return err
+	}
+	b.progressf("max-in-flight %d: %.0f deliveries/s, raw HTTP %.0f/s, raw JS window %.0f/s, L %.0f/s", m, dps, rh, rj["consume_window_per_s"], f.vals[sfx("combined_limit_per_s", m)])
 	return nil
 }
 
 // 2. latency.
 func (b *bench) latencyOnce(f *figs) error {
 	m := b.o.mifs[0]
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
@@ -419,7 +509,7 @@ func (b *bench) pacedRun(e *env, rc *receiver, eps []int, isolation bool, f *fig
 func (b *bench) fanoutOnce(f *figs) error {
 	m := b.o.mifs[0]
 	E, N := b.sz.fanoutEndpoints, b.sz.fanoutEvents
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
@@ -477,42 +567,53 @@ func (b *bench) fanoutOnce(f *figs) error {
 	return nil
 }
 
-// 4. many endpoints.
-func (b *bench) manyOnce(f *figs) error {
+// 4. many endpoints: start-up with n endpoint records.
+func (b *bench) manyOnce(n int, f *figs) error {
 	m := b.o.mifs[0]
-	E := b.sz.manyEndpoints
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	rc, err := newReceiver(E, 100)
+	rc, err := newReceiver(n, 100)
 	if err != nil {
 		return err
 	}
 	defer rc.close()
-	b.progressf("raw: %d consumers", E)
-	rd, err := e.rawConsumerCreate(E, m, 1)
+	// The raw limit on its own fresh server of the same mode, so that the
+	// server's memory below holds only the records and the sidecar's consumers.
+	b.progressf("raw: %d consumers", n)
+	re, err := b.newEnv()
 	if err != nil {
 		return err
 	}
-	f.set("raw_create_s", rd.Seconds())
-	rp, err := e.rawConsumerCreate(E, m, 8)
+	rd, err := re.rawConsumerCreate(n, m, 1)
+	if err != nil {
+		re.close()
+		return err
+	}
+	f.set(nfx("raw_create_s", n), rd.Seconds())
+	rp, err := re.rawConsumerCreate(n, m, 8)
+	re.close()
 	if err != nil {
 		return err
 	}
-	f.set("raw_create_8_at_once_s", rp.Seconds())
-	b.progressf("storing %d records", E)
+	f.set(nfx("raw_create_8_at_once_s", n), rp.Seconds())
+	b.progressf("storing %d records", n)
 	cstart := time.Now()
 	ids, err := e.createEndpoints(rc.urls, nil)
 	if err != nil {
 		return err
 	}
-	f.set("records_create_s", time.Since(cstart).Seconds())
+	f.set(nfx("records_create_s", n), time.Since(cstart).Seconds())
 	rss0 := rssMB()
-	f.set("rss_before_mb", rss0)
+	f.set(nfx("rss_before_mb", n), rss0)
+	if e.proc != nil {
+		srss, _ := e.proc.memMB()
+		f.set(nfx("server_rss_before_mb", n), srss)
+	}
 	b.progressf("starting the sidecar")
-	stop := b.prof.phase(fmt.Sprintf("s4-r%d", b.round))
+	stop := b.prof.phase(fmt.Sprintf("s4-n%d-r%d", n, b.round))
 	t0 := time.Now()
 	sc, err := e.startSidecar(sidecarOpts{mif: m, metrics: b.o.metrics})
 	if err != nil {
@@ -532,33 +633,43 @@ func (b *bench) manyOnce(f *figs) error {
 	ok := waitFor(5*time.Minute, 20*time.Millisecond, func() bool {
 		c, err := e.consumerCount()
 		pollErr = err
-		return err == nil && c >= E
+		return err == nil && c >= n
 	})
 	ready := time.Since(t0)
 	stop()
 	if !ok {
 		return fmt.Errorf("consumers not all created within 5 minutes (last poll error: %v)", pollErr)
 	}
-	f.set("synced_s", synced.Seconds())
-	f.set("ready_s", ready.Seconds())
-	f.set("ratio_raw_create", ratio(ready.Seconds(), rd.Seconds()))
+	f.set(nfx("synced_s", n), synced.Seconds())
+	f.set(nfx("ready_s", n), ready.Seconds())
+	f.set(nfx("ratio_raw_create", n), ratio(ready.Seconds(), rd.Seconds()))
 	rss := rssMB()
-	f.set("rss_mb", rss)
-	f.set("rss_delta_mb", rss-rss0)
-	f.set("heap_inuse_mb", heapInuseMB())
-	f.set("goroutines", float64(runtime.NumGoroutine()))
+	f.set(nfx("rss_mb", n), rss)
+	f.set(nfx("sidecar_rss_mb", n), rss-rss0)
+	f.set(nfx("heap_inuse_mb", n), heapInuseMB())
+	f.set(nfx("goroutines", n), float64(runtime.NumGoroutine()))
+	if e.proc != nil {
+		srss, speak := e.proc.memMB()
+		f.set(nfx("server_rss_mb", n), srss)
+		f.set(nfx("server_peak_rss_mb", n), speak)
+	}
 	// Proof that every consumer delivers: one event, received by all.
 	p0 := nowNS()
 	if _, err := e.publishAsync(e.pubJS, e.names.EventSubject(bodyEvent), 1, func(int) []byte { return eventBody(0, p0) }); err != nil {
 		return err
 	}
-	all := indexes(0, E)
-	if err := waitProgress(E, b.sz.stall, 2*time.Minute, func() int { return rc.uniqueOf(all) }); err != nil {
+	all := indexes(0, n)
+	if err := waitProgress(n, b.sz.stall, 2*time.Minute, func() int { return rc.uniqueOf(all) }); err != nil {
 		return fmt.Errorf("one event to all %d endpoints: %w", len(ids), err)
 	}
 	_, _, _, last := rc.span(all)
-	f.set("one_event_to_all_s", float64(last-p0)/1e9)
-	b.progressf("ready in %.2f s (synced %.3f s, raw create %.2f s), RSS %.1f MB", ready.Seconds(), synced.Seconds(), rd.Seconds(), rss)
+	f.set(nfx("one_event_to_all_s", n), float64(last-p0)/1e9)
+	server := ""
+	if e.proc != nil {
+		server = fmt.Sprintf(", nats-server RSS %.1f MB", f.vals[nfx("server_rss_mb", n)])
+	}
+	b.progressf("%d endpoints ready in %.2f s (synced %.3f s, raw create %.2f s), sidecar RSS +%.1f MB%s",
+		n, ready.Seconds(), synced.Seconds(), rd.Seconds(), rss-rss0, server)
 	return nil
 }
 
@@ -566,7 +677,7 @@ func (b *bench) manyOnce(f *figs) error {
 func (b *bench) isolationOnce(hang bool, f *figs, prefix string) error {
 	m := b.o.mifs[0]
 	E := b.sz.isoEndpoints
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
@@ -617,7 +728,7 @@ func (b *bench) isolationOnce(hang bool, f *figs, prefix string) error {
 
 // 6. backlog drain at one max-in-flight.
 func (b *bench) drainOnce(m int, f *figs) error {
-	e, err := newEnv(b.o.natsURL, b.log)
+	e, err := b.newEnv()
 	if err != nil {
 		return err
 	}
@@ -639,6 +750,7 @@ func (b *bench) drainOnce(m int, f *figs) error {
 	if err != nil {
 		return err
 	}
+	f.set(sfx("raw_js_async_publish_per_s", m), rj["async_publish_per_s"])
 	f.set(sfx("raw_js_consume_window_per_s", m), rj["consume_window_per_s"])
 
 	p := statekv.DefaultPolicy()
@@ -698,6 +810,9 @@ func (b *bench) drainOnce(m int, f *figs) error {
 	f.set(sfx("duplicates", m), float64(cnt-uniq))
 	f.set(sfx("ratio_raw_http", m), ratio(dps, rh))
 	f.set(sfx("ratio_raw_js_window", m), ratio(dps, rj["consume_window_per_s"]))
-	b.progressf("max-in-flight %d: drain %.0f/s, raw HTTP %.0f/s", m, dps, rh)
+	if err := b.setCombined(e, f, ids[0], m, dps, rh, rj); err != nil {
+		return err
+	}
+	b.progressf("max-in-flight %d: drain %.0f/s, raw HTTP %.0f/s, L %.0f/s", m, dps, rh, f.vals[sfx("combined_limit_per_s", m)])
 	return nil
 }
