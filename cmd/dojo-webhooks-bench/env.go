@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -256,10 +258,11 @@ type sidecar struct {
 }
 
 type sidecarOpts struct {
-	mif     int
-	timeout time.Duration // HTTP timeout; 0 = the default (10 s)
-	policy  statekv.Policy
-	metrics bool
+	mif      int
+	attempts attempts.Mode // the attempt log; "" = its default (all)
+	timeout  time.Duration // HTTP timeout; 0 = the default (10 s)
+	policy   statekv.Policy
+	metrics  bool
 }
 
 func (e *env) startSidecar(o sidecarOpts) (_ *sidecar, err error) {
@@ -277,6 +280,7 @@ func (e *env) startSidecar(o sidecarOpts) (_ *sidecar, err error) {
 		MaxInFlight: o.mif, Policy: o.policy, Delivery: delivery.Options{Timeout: o.timeout},
 		Request:       consumer.RequestDefaults{Instance: benchInstance, UserAgent: benchUserAgent},
 		ShutdownGrace: benchShutdownGrace, HTTPAddr: sidecarpkg.HTTPOff, Metrics: o.metrics, Logger: e.log,
+		Attempts: o.attempts,
 	}, s.nc)
 	if err != nil {
 		return s, err

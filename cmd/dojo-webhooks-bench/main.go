@@ -97,6 +97,7 @@ type options struct {
 	natsURL         string
 	modes           []string // modeEmbedded, modeProcess or modeURL, in run order
 	natsLog         string   // the nats-server process's log (modeProcess)
+	attemptsOff     bool     // scenario 1 also runs with the attempt log off, to report its cost
 }
 
 type bench struct {
@@ -183,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.logLevel, "log-level", "error", "log level of the sidecar's logger (stderr)")
 	fs.BoolVar(&o.metrics, "metrics", true, "wire the Prometheus metrics observer, as serve does")
 	fs.IntVar(&o.events, "events", 0, "override the event count of scenarios 1 and 6")
+	fs.BoolVar(&o.attemptsOff, "attempts-off", true, "scenario 1 runs each max-in-flight a second time with the attempt log off (DOJO_WEBHOOKS_ATTEMPTS=off), reporting its cost; the other runs have it on, its default")
 	natsMode := fs.String("nats", modeEmbedded, "where nats-server runs: embedded (in this process, in-process connections), process (a separate nats-server process built from this module, every client over TCP), both (each scenario in each), url (NATS_URL; the default when NATS_URL is set)")
 	fs.StringVar(&o.natsLog, "nats-log", "", "with -nats process: append the nats-server process's output to this file (default a dojo-webhooks-bench-nats-*.log in the temp dir)")
 	counts := fs.String("endpoints", "", "scenario 4: endpoint counts, one start-up measurement each (default 1000,10000; 20,100 with -quick)")

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -93,8 +95,18 @@ var scenarios = []scenario{
 		},
 		run: func(b *bench, f *figs) error {
 			for _, m := range b.o.mifs {
-				if err := b.throughputOnce(m, f); err != nil {
+				if err := b.throughputOnce(m, f, ""); err != nil {
 					return fmt.Errorf("max-in-flight %d: %w", m, err)
+				}
+				if b.o.attemptsOff && !b.o.quick {
+					off := newFigs()
+					if err := b.throughputOnce(m, off, attempts.ModeOff); err != nil {
+						return fmt.Errorf("max-in-flight %d, attempt log off: %w", m, err)
+					}
+					for _, k := range []string{"deliveries_per_s", "raw_http_per_s", "ratio_raw_http"} {
+						f.set(sfx(k, m)+"_attempts_off", off.vals[sfx(k, m)])
+					}
+					f.set(sfx("attempt_log_cost", m), 1-ratio(f.vals[sfx("deliveries_per_s", m)], off.vals[sfx("deliveries_per_s", m)]))
 				}
 			}
 			return nil
@@ -114,6 +126,12 @@ var scenarios = []scenario{
 				cs = append(cs, ratioCheck(med, fmt.Sprintf("deliveries/s max-in-flight=%d", m), sfx("deliveries_per_s", m),
 					sfx("raw_http_per_s", m), fmt.Sprintf("raw HTTP c=%d", m), sfx("ratio_raw_http", m), "/s", httpTarget),
 					combinedCheck(med, fmt.Sprintf("deliveries/s max-in-flight=%d vs L", m), "deliveries_per_s", m, lTarget))
+				if v, ok := med[sfx("deliveries_per_s", m)+"_attempts_off"]; ok {
+					c := ratioCheck(med, fmt.Sprintf("deliveries/s max-in-flight=%d, attempt log on vs off", m), sfx("deliveries_per_s", m),
+						sfx("deliveries_per_s", m)+"_attempts_off", "attempt log off", "", "/s", 0)
+					c.Target, c.Pass = "≥ 0.9 × attempt log off", ptr(v > 0 && med[sfx("deliveries_per_s", m)]/v >= 0.9)
+					cs = append(cs, c)
+				}
 				cs = append(cs, ratioCheck(med, fmt.Sprintf("deliveries/s vs JetStream ack window %d", m), sfx("deliveries_per_s", m),
 					sfx("raw_js_consume_window_per_s", m), fmt.Sprintf("raw JS consume+ack, MaxAckPending=%d", m), sfx("ratio_raw_js_window", m), "/s", 0),
 					check{Metric: fmt.Sprintf("longest pause between receipts, max-in-flight=%d", m), Value: med[sfx("max_gap_ms", m)], Unit: "ms", Target: "-"})
@@ -339,7 +357,8 @@ func ratio(a, b float64) float64 {
 func waitLimit(n int) time.Duration { return 2*time.Minute + time.Duration(n)*10*time.Millisecond }
 
 // 1. throughput at one max-in-flight.
-func (b *bench) throughputOnce(m int, f *figs) error {
+// mode is the attempt log's ("" = its default, on).
+func (b *bench) throughputOnce(m int, f *figs, mode attempts.Mode) error {
 	e, err := b.newEnv()
 	if err != nil {
 		return err
@@ -380,7 +399,7 @@ func (b *bench) throughputOnce(m int, f *figs) error {
 	stop := b.prof.phase(fmt.Sprintf("s1-mif%d-r%d", m, b.round))
 	t0 := nowNS()
 	cpu0 := takeCPU()
-	sc, err := e.startSidecar(sidecarOpts{mif: m, metrics: b.o.metrics})
+	sc, err := e.startSidecar(sidecarOpts{mif: m, metrics: b.o.metrics, attempts: mode})
 	if err != nil {
 		stop()
 		return err
