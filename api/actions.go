@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -304,12 +303,7 @@ func (a *API) endpointAttempts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if c := q.Get("cursor"); c != "" {
-		if aq.Before, err = strconv.ParseUint(c, 10, 64); err != nil || aq.Before == 0 {
-			writeError(w, http.StatusBadRequest, "cursor: not a cursor this API returned")
-			return
-		}
-	}
+	aq.Cursor = q.Get("cursor")
 	if err := aq.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -328,9 +322,8 @@ func (a *API) endpointAttempts(w http.ResponseWriter, r *http.Request) {
 	if out.Items == nil {
 		out.Items = []attempts.Record{}
 	}
-	if page.Next != 0 {
-		n := strconv.FormatUint(page.Next, 10)
-		out.Next = &n
+	if page.Next != "" {
+		out.Next = &page.Next
 	}
 	writeJSON(w, http.StatusOK, out)
 }

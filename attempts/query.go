@@ -1,10 +1,15 @@
 package attempts
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,10 +22,13 @@ import (
 const (
 	// DefaultLimit is the page size when none is asked for.
 	DefaultLimit = 50
-	// MaxLimit is the largest page.
+	// MaxLimit is the largest page, and the most attempts ForWebhookID returns.
 	MaxLimit = 500
-	// fetchBatch is how many records one read of the log asks for.
-	fetchBatch = 512
+	// fetchBatch is how many messages one read of the log asks for.
+	fetchBatch = 256
+	// firstWindow is how many messages the first backward read of a page covers;
+	// each further read covers four times more.
+	firstWindow = 64
 )
 
 // ErrNoLog is returned when the attempt-log stream does not exist (the sidecar
@@ -33,14 +41,14 @@ type Query struct {
 	Outcome  string    // success, temporary, permanent, local, or "failed" for all but success; "" = any
 	Event    string    // only this event; "" = any
 	Since    time.Time // only attempts started at or after; zero = all
-	Before   uint64    // cursor: only records older than this log sequence (Page.Next); 0 = from the newest
+	Cursor   string    // only attempts older than this (Page.Next); "" = from the newest
 	Limit    int       // page size, default DefaultLimit, at most MaxLimit
 }
 
 // Page is one page of attempts, newest first.
 type Page struct {
 	Items []Record
-	Next  uint64 // the cursor of the next (older) page; 0 when there is none
+	Next  string // the cursor of the next (older) page; "" when there is none
 }
 
 // Validate checks the query; its errors name the field.
@@ -55,6 +63,11 @@ func (q Query) Validate() error {
 	}
 	if q.Limit < 0 || q.Limit > MaxLimit {
 		return fmt.Errorf("limit %d: must be 1 to %d", q.Limit, MaxLimit)
+	}
+	if q.Cursor != "" {
+		if _, _, err := parseCursor(q.Cursor); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -84,45 +97,54 @@ func List(ctx context.Context, js jetstream.JetStream, names contract.Names, q Q
 	if err != nil || last == 0 {
 		return Page{}, err
 	}
-	upper := last + 1
-	if q.Before > 0 && q.Before < upper {
-		upper = q.Before
+	upper, beforeIndex := last+1, -1 // read messages below upper; in message upper-1 only lines below beforeIndex (-1 = all)
+	if q.Cursor != "" {
+		seq, idx, _ := parseCursor(q.Cursor)
+		if seq <= last {
+			upper, beforeIndex = seq+1, idx
+		}
 	}
-	window := uint64(max(8*q.Limit, 256))
+	window := uint64(firstWindow)
 	var out []Record
 	for upper > first && len(out) <= q.Limit {
 		lower := first
 		if upper-first > window {
 			lower = upper - window
 		}
-		chunk, err := readRange(ctx, stream, names.EndpointAttempts(q.Endpoint), lower, upper)
+		chunk, err := readRange(ctx, stream, names.AttemptSubject(q.Endpoint), lower, upper)
 		if err != nil {
 			return Page{}, err
 		}
 		older := false
 		for i := len(chunk) - 1; i >= 0 && len(out) <= q.Limit; i-- {
-			if !q.Since.IsZero() && chunk[i].Start.Before(q.Since) {
+			r := chunk[i]
+			if beforeIndex >= 0 && r.Seq == upper-1 && r.Index >= beforeIndex {
+				continue
+			}
+			if !q.Since.IsZero() && r.Start.Before(q.Since) {
 				older = true
 			}
-			if q.matches(chunk[i]) {
-				out = append(out, chunk[i])
+			if q.matches(r) {
+				out = append(out, r)
 			}
 		}
 		if older {
 			break // the log is in time order: nothing before this window is recent enough
 		}
-		upper, window = lower, window*4
+		upper, window, beforeIndex = lower, window*4, -1
 	}
 	p := Page{Items: out}
 	if len(out) > q.Limit {
 		p.Items = out[:q.Limit]
-		p.Next = p.Items[q.Limit-1].Seq
+		p.Next = p.Items[q.Limit-1].Cursor()
 	}
 	return p, nil
 }
 
 // ForWebhookID returns every endpoint's attempts of one event, newest first, at
-// most MaxLimit of them.
+// most MaxLimit of them. It reads the log from the event's publish time when
+// the id is the events stream's own (<stream>-<sequence>) and the event is
+// still stored, from its start otherwise: a lookup costs the log since then.
 func ForWebhookID(ctx context.Context, js jetstream.JetStream, names contract.Names, webhookID string) ([]Record, error) {
 	if webhookID == "" {
 		return nil, errors.New("webhook_id: required")
@@ -131,17 +153,57 @@ func ForWebhookID(ctx context.Context, js jetstream.JetStream, names contract.Na
 	if err != nil || last == 0 {
 		return nil, err
 	}
-	all, err := readRange(ctx, stream, names.EventAttempts(webhookID), first, last+1)
+	start := first
+	if t, ok := eventTime(ctx, js, names, webhookID); ok {
+		if c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t, FilterSubjects: []string{names.AllAttempts()},
+		}); err == nil {
+			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 {
+				return nil, nil
+			} else if err == nil {
+				start = max(first, last+1-info.NumPending)
+			}
+		}
+	}
+	all, err := readRange(ctx, stream, names.AllAttempts(), start, last+1)
 	if err != nil {
 		return nil, err
 	}
 	var out []Record
-	for i := len(all) - 1; i >= 0 && len(out) < MaxLimit; i-- {
-		if all[i].WebhookID == webhookID {
-			out = append(out, all[i])
+	for _, r := range all {
+		if r.WebhookID == webhookID {
+			out = append(out, r)
 		}
 	}
+	// Newest first by start: a batch holds one endpoint's records, so the log's
+	// order across endpoints is the order of the writes, not of the attempts.
+	slices.SortStableFunc(out, func(a, b Record) int { return b.Start.Compare(a.Start) })
+	if len(out) > MaxLimit {
+		out = out[:MaxLimit]
+	}
 	return out, nil
+}
+
+// eventTime is the publish time of the event whose derived webhook-id is id,
+// less a second for clock steps, when the events stream still holds it.
+func eventTime(ctx context.Context, js jetstream.JetStream, names contract.Names, id string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(id, names.Events+"-")
+	if !ok {
+		return time.Time{}, false
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	s, err := js.Stream(ctx, names.Events)
+	if err != nil {
+		return time.Time{}, false
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return m.Time.Add(-time.Second), true
 }
 
 // open returns the attempt-log stream and its first and last sequences.
@@ -163,7 +225,9 @@ func open(ctx context.Context, js jetstream.JetStream, names contract.Names) (je
 	return stream, info.State.FirstSeq, info.State.LastSeq, nil
 }
 
-// readRange reads the records on filter with sequences in [lower, upper), oldest first.
+// readRange reads the records of the messages on filter with sequences in
+// [lower, upper), oldest first; lines that do not parse (a hand-published
+// message) are skipped.
 func readRange(ctx context.Context, stream jetstream.Stream, filter string, lower, upper uint64) ([]Record, error) {
 	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter},
@@ -197,11 +261,7 @@ func readRange(ctx context.Context, stream jetstream.Stream, filter string, lowe
 				done = true
 				continue
 			}
-			var rec Record
-			if json.Unmarshal(msg.Data(), &rec) == nil {
-				rec.Seq = md.Sequence.Stream
-				out = append(out, rec)
-			}
+			out = appendRecords(out, msg.Data(), md.Sequence.Stream)
 			done = md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
@@ -214,4 +274,18 @@ func readRange(ctx context.Context, stream jetstream.Stream, filter string, lowe
 			return out, err
 		}
 	}
+}
+
+// appendRecords decodes a message's lines.
+func appendRecords(out []Record, data []byte, seq uint64) []Record {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes+maxRecordBytes)
+	for i := 0; sc.Scan(); i++ {
+		var rec Record
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			rec.Seq, rec.Index = seq, i
+			out = append(out, rec)
+		}
+	}
+	return out
 }

@@ -3,12 +3,15 @@
 // delivery's critical path by a Recorder and read newest first by the CLI, the
 // management API and the console.
 //
-// Subjects are contract.Names.AttemptSubject: per endpoint, with a bucket of the
-// webhook-id, so that one event's attempts across endpoints are 1/4096 of the
-// log to read, without a subject per event.
+// Subjects are contract.Names.AttemptSubject, one per endpoint; each message
+// holds a batch of that endpoint's records, one JSON record a line, so that a
+// busy endpoint costs the server a message per batch rather than per attempt.
 package attempts
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Kind says what sent the attempt.
 type Kind string
@@ -40,8 +43,21 @@ type Record struct {
 	ResponseBody    string            `json:"response_body,omitempty"`    // the first bytes of the body
 	BodyTruncated   bool              `json:"response_body_truncated,omitempty"`
 
-	// Seq is the record's sequence in the attempt-log stream (set when read, not stored).
-	Seq uint64 `json:"seq,omitempty"`
+	// Seq and Index place the record in the attempt-log stream: the message's
+	// sequence and the record's line in it (set when read, not stored).
+	Seq   uint64 `json:"seq,omitempty"`
+	Index int    `json:"index,omitempty"`
+}
+
+// Cursor is the record's place in the log, as Page.Next gives it.
+func (r Record) Cursor() string { return fmt.Sprintf("%d.%d", r.Seq, r.Index) }
+
+// parseCursor reads a Cursor.
+func parseCursor(s string) (seq uint64, index int, err error) {
+	if _, err := fmt.Sscanf(s, "%d.%d", &seq, &index); err != nil || seq == 0 || index < 0 || fmt.Sprintf("%d.%d", seq, index) != s {
+		return 0, 0, fmt.Errorf("cursor %q: not a cursor this log returned", s)
+	}
+	return seq, index, nil
 }
 
 // Failed reports whether the attempt did not succeed.

@@ -1,9 +1,9 @@
 package attempts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -19,9 +19,15 @@ const (
 	// QueueSize is how many attempts may wait to be written; past it new ones are
 	// dropped (counted and logged), never waited for.
 	QueueSize = 8192
-	// batchSize is how many records are published before their acks are awaited.
-	batchSize = 256
-	// writeTimeout bounds the wait for one batch's acks.
+	// FlushEvery is the longest an attempt waits in the queue before it is
+	// written: attempts that arrive meanwhile share its messages.
+	FlushEvery = 50 * time.Millisecond
+	// batchSize is how many queued attempts make a write start at once.
+	batchSize = 1024
+	// maxPerMessage and maxMessageBytes bound one stored message of records.
+	maxPerMessage   = 128
+	maxMessageBytes = 256 << 10
+	// writeTimeout bounds the wait for one write's acks.
 	writeTimeout = 5 * time.Second
 )
 
@@ -36,9 +42,10 @@ type RecorderOptions struct {
 }
 
 // Recorder writes attempt records to the attempt-log stream off the caller's
-// path: Record queues and returns at once; Run, owned by the caller, publishes
-// the queue in batches. A failure to record is counted and logged and never
-// blocks or fails a delivery.
+// path: Record queues and returns at once; Run, owned by the caller, writes the
+// queue every FlushEvery, the records of one endpoint batched into few
+// messages (one JSON record a line). A failure to record is counted and logged
+// and never blocks or fails a delivery.
 type Recorder struct {
 	js    jetstream.JetStream
 	opts  RecorderOptions
@@ -74,79 +81,78 @@ func (r *Recorder) Record(rec Record) {
 	}
 }
 
-// Run publishes queued records until ctx is done, then writes what is still
+// Run writes queued records until ctx is done, then writes what is still
 // queued (within writeTimeout) and returns.
 func (r *Recorder) Run(ctx context.Context) error {
-	batch := make([]Record, 0, batchSize)
+	var pending []Record
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			r.flushQueue(batch)
-			return nil
-		case rec := <-r.queue:
-			batch = append(batch[:0], rec)
-		fill:
-			for len(batch) < batchSize {
+			for {
 				select {
 				case rec := <-r.queue:
-					batch = append(batch, rec)
+					pending = append(pending, rec)
+					continue
 				default:
-					break fill
 				}
+				break
 			}
-			r.write(context.Background(), batch)
-		}
-	}
-}
-
-// flushQueue writes batch and everything still queued at shutdown.
-func (r *Recorder) flushQueue(batch []Record) {
-	batch = batch[:0]
-	for {
-		select {
+			r.write(pending)
+			return nil
 		case rec := <-r.queue:
-			batch = append(batch, rec)
-			if len(batch) < batchSize {
+			if len(pending) == 0 {
+				timer.Reset(FlushEvery)
+			}
+			pending = append(pending, rec)
+			if len(pending) < batchSize {
 				continue
 			}
-		default:
+			timer.Stop()
+		case <-timer.C:
 		}
-		if len(batch) == 0 {
-			return
-		}
-		r.write(context.Background(), batch)
-		batch = batch[:0]
+		r.write(pending)
+		pending = pending[:0]
 	}
 }
 
-// write publishes one batch asynchronously and waits for its acks.
-func (r *Recorder) write(ctx context.Context, batch []Record) {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+// write stores records, each endpoint's in as few messages as the bounds
+// allow, publishing asynchronously and then waiting for the acks.
+func (r *Recorder) write(records []Record) {
+	if len(records) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	type pub struct {
+		f jetstream.PubAckFuture
+		n int
+	}
+	var pubs []pub
 	lost := 0
 	var firstErr error
-	for _, rec := range batch {
-		msg, err := r.msg(rec)
-		if err == nil {
-			var f jetstream.PubAckFuture
-			if f, err = r.js.PublishMsgAsync(msg); err == nil {
-				futures = append(futures, f)
-				continue
-			}
+	note := func(n int, err error) {
+		lost += n
+		if firstErr == nil {
+			firstErr = err
 		}
-		lost++
-		firstErr = cmpErr(firstErr, err)
 	}
-	for _, f := range futures {
+	for _, msg := range r.messages(records, note) {
+		f, err := r.js.PublishMsgAsync(msg.msg)
+		if err != nil {
+			note(msg.n, err)
+			continue
+		}
+		pubs = append(pubs, pub{f, msg.n})
+	}
+	for _, p := range pubs {
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			lost++
-			firstErr = cmpErr(firstErr, err)
+		case <-p.f.Ok():
+		case err := <-p.f.Err():
+			note(p.n, err)
 		case <-ctx.Done():
-			lost++
-			firstErr = cmpErr(firstErr, ctx.Err())
+			note(p.n, ctx.Err())
 		}
 	}
 	if lost > 0 {
@@ -155,23 +161,62 @@ func (r *Recorder) write(ctx context.Context, batch []Record) {
 	}
 }
 
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
+// message is one stored message and how many records it holds.
+type message struct {
+	msg *nats.Msg
+	n   int
 }
 
-func (r *Recorder) msg(rec Record) (*nats.Msg, error) {
-	rec.Seq = 0
+// messages groups records by endpoint, in order, into messages of at most
+// maxPerMessage records and maxMessageBytes; a record that cannot be encoded is lost.
+func (r *Recorder) messages(records []Record, lost func(int, error)) []message {
+	var order []string
+	byEndpoint := map[string][]Record{}
+	for _, rec := range records {
+		if _, ok := byEndpoint[rec.Endpoint]; !ok {
+			order = append(order, rec.Endpoint)
+		}
+		byEndpoint[rec.Endpoint] = append(byEndpoint[rec.Endpoint], rec)
+	}
+	var out []message
+	for _, ep := range order {
+		var buf bytes.Buffer
+		n := 0
+		flush := func() {
+			if n > 0 {
+				out = append(out, message{&nats.Msg{Subject: r.opts.Names.AttemptSubject(ep), Data: bytes.Clone(buf.Bytes())}, n})
+			}
+			buf.Reset()
+			n = 0
+		}
+		for _, rec := range byEndpoint[ep] {
+			line, err := encode(rec)
+			if err != nil {
+				lost(1, err)
+				continue
+			}
+			if n == maxPerMessage || buf.Len()+len(line) > maxMessageBytes {
+				flush()
+			}
+			buf.Write(line)
+			n++
+		}
+		flush()
+	}
+	return out
+}
+
+// encode is one record's line: JSON and a newline.
+func encode(rec Record) ([]byte, error) {
+	rec.Seq, rec.Index = 0, 0
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("encode attempt: %w", err)
 	}
 	if len(data) > maxRecordBytes {
-		return nil, errors.New("attempt record too large")
+		return nil, fmt.Errorf("attempt record of %d bytes, more than %d", len(data), maxRecordBytes)
 	}
-	return &nats.Msg{Subject: r.opts.Names.AttemptSubject(rec.Endpoint, rec.WebhookID), Data: data}, nil
+	return append(data, '\n'), nil
 }
 
 // Write stores one record synchronously (a one-shot command's ping); the
@@ -180,12 +225,11 @@ func Write(ctx context.Context, js jetstream.JetStream, names contract.Names, mo
 	if !mode.records(rec.Failed()) {
 		return nil
 	}
-	r := &Recorder{opts: RecorderOptions{Names: names}}
-	msg, err := r.msg(rec)
+	line, err := encode(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.AttemptSubject(rec.Endpoint), Data: line}); err != nil {
 		return fmt.Errorf("record attempt: %w", err)
 	}
 	return nil

@@ -56,7 +56,7 @@ func (c StreamConfig) stream() jetstream.StreamConfig {
 		MaxAge:      c.MaxAge,
 		MaxBytes:    c.MaxBytes,
 		MaxMsgs:     -1,
-		MaxMsgSize:  maxRecordBytes,
+		MaxMsgSize:  maxMessageBytes + maxRecordBytes,
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,

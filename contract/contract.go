@@ -8,8 +8,6 @@
 package contract
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,35 +80,14 @@ func (n Names) DeadLetterEndpoint(subject string) (endpoint string, ok bool) {
 	return id, ok && id != ""
 }
 
-// AttemptSubject is where one attempt to deliver an event to an endpoint is
-// logged: <prefix>.attempts.<endpoint>.<bucket>, bucket being three hex
-// characters of a hash of the webhook-id. An endpoint's attempts are one filter
-// away (EndpointAttempts), and every endpoint's attempts of one event share a
-// bucket (EventAttempts) without a subject per event in the server's index.
-func (n Names) AttemptSubject(endpoint, webhookID string) string {
-	return n.Prefix + "." + attemptsToken + "." + endpoint + "." + attemptBucket(webhookID)
-}
-
-// EndpointAttempts matches the attempt log of one endpoint: <prefix>.attempts.<endpoint>.*.
-func (n Names) EndpointAttempts(endpoint string) string {
-	return n.Prefix + "." + attemptsToken + "." + endpoint + ".*"
-}
-
-// EventAttempts matches the attempt-log bucket that holds every endpoint's
-// attempts of one webhook-id (and those of other ids of the same bucket):
-// <prefix>.attempts.*.<bucket>.
-func (n Names) EventAttempts(webhookID string) string {
-	return n.Prefix + "." + attemptsToken + ".*." + attemptBucket(webhookID)
+// AttemptSubject holds the attempt log of one endpoint: <prefix>.attempts.<endpoint>.
+// Its messages carry batches of attempt records, one JSON record a line.
+func (n Names) AttemptSubject(endpoint string) string {
+	return n.Prefix + "." + attemptsToken + "." + endpoint
 }
 
 // AllAttempts matches the attempt-log subjects of every endpoint: <prefix>.attempts.>.
-func (n Names) AllAttempts() string { return n.Prefix + "." + attemptsToken + ".>" }
-
-// attemptBucket is the subject token grouping the attempts of one webhook-id.
-func attemptBucket(webhookID string) string {
-	sum := sha256.Sum256([]byte(webhookID))
-	return hex.EncodeToString(sum[:2])[:3]
-}
+func (n Names) AllAttempts() string { return n.AttemptSubject(">") }
 
 // EventName returns the event of a message subject on the events stream, and
 // whether the subject is a replay (addressed to one endpoint).
