@@ -239,7 +239,7 @@ func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, rep
 func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec statekv.Record, event string, replay bool) attempt {
 	m := r.m
 	hdr := msg.Headers()
-	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
+	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream, replay)
 	req := NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())
 	if m.cfg.Attempts.Enabled(true) {
 		req.KeepBody = max(m.cfg.AttemptBody, 0)

@@ -517,7 +517,7 @@ func publishRange(ctx context.Context, js jetstream.JetStream, event string, fro
 			if idPrefix != "" {
 				p.ids[pf.n] = idPrefix + strconv.Itoa(pf.n)
 			} else {
-				p.ids[pf.n] = contract.WebhookID(names.Events, nil, ack.Sequence)
+				p.ids[pf.n] = contract.WebhookID(names.Events, nil, ack.Sequence, false)
 			}
 		}
 	}
