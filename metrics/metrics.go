@@ -32,6 +32,7 @@ type Metrics struct {
 	transitions  *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	attemptsLost prometheus.Counter
+	events       *eventLabels
 }
 
 // New registers every metric; view and js feed the gauges read at scrape time
@@ -39,9 +40,10 @@ type Metrics struct {
 func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, log zerolog.Logger) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
+		events:   newEventLabels(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dojo_webhooks_events_received_total",
-			Help: "Events accepted by the ingest bridge and stored in the events stream, by event.",
+			Help: "Events accepted by the ingest bridge and stored in the events stream, by event (DefectDojo's events, the first 50 others, then \"(other)\").",
 		}, []string{"event"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dojo_webhooks_deliveries_total",
@@ -76,8 +78,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// Received counts one event stored by the ingest bridge.
-func (m *Metrics) Received(event string) { m.received.WithLabelValues(event).Inc() }
+// Received counts one event stored by the ingest bridge, under a bounded label
+// value: a known DefectDojo event, one of the first MaxOtherEvents others, or OverflowEvent.
+func (m *Metrics) Received(event string) { m.received.WithLabelValues(m.events.label(event)).Inc() }
 
 // Delivered counts one delivery attempt and its duration.
 func (m *Metrics) Delivered(endpoint, _ string, res delivery.Result) {
