@@ -185,8 +185,11 @@ func (c *Config) checkDurations() error {
 			return bad(field, "%s: must be positive", d)
 		}
 	}
-	if c.MaxRetryAfter < 0 {
-		return bad("MaxRetryAfter", "%s: must not be negative", c.MaxRetryAfter)
+	if c.MaxRetryAfter < 0 || c.MaxRetryAfter > statekv.MaxRetryAfterLimit {
+		return bad("MaxRetryAfter", "%s: must be between 0 and %s", c.MaxRetryAfter, statekv.MaxRetryAfterLimit)
+	}
+	if c.SecretOverlap > statekv.MaxSecretOverlap {
+		return bad("SecretOverlap", "%s: at most %s", c.SecretOverlap, statekv.MaxSecretOverlap)
 	}
 	if c.DedupWindow > c.EventsMaxAge {
 		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
