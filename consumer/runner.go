@@ -247,10 +247,19 @@ func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec state
 	return attempt{md: md, event: event, id: id, replay: replay, before: rec.Status, req: req}
 }
 
-// logDelivery logs one attempt: debug when delivered, warn when it failed.
+// logDelivery logs one attempt: debug when delivered, warn when it failed,
+// error when the sidecar itself failed (delivery.Local: retried, the endpoint's
+// state untouched).
 func (r *runner) logDelivery(a attempt, res delivery.Result) {
 	ev := r.m.log.Debug()
-	if res.Class != delivery.Success {
+	switch res.Class {
+	case delivery.Success:
+	case delivery.Local:
+		r.m.log.Error().Str("endpoint", r.id).Str("event", a.event).Str("webhook_id", a.id).
+			Uint64("attempt", a.md.NumDelivered).Str("note", res.Note).Dur("retry_in", reconcileRetry).
+			Msg("delivery failed on this side (not the endpoint's fault): its state is untouched, the event is retried")
+		return
+	default:
 		ev = r.m.log.Warn()
 	}
 	ev.Str("endpoint", r.id).Str("event", a.event).Str("webhook_id", a.id).Int("status", res.StatusCode).

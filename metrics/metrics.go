@@ -32,6 +32,7 @@ type Metrics struct {
 	transitions  *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	attemptsLost prometheus.Counter
+	local        *prometheus.CounterVec
 	events       *eventLabels
 }
 
@@ -47,7 +48,7 @@ func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, lo
 		}, []string{"event"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dojo_webhooks_deliveries_total",
-			Help: "Delivery attempts by endpoint and outcome class (success, temporary, permanent).",
+			Help: "Delivery attempts by endpoint and outcome class (success, temporary, permanent, local).",
 		}, []string{"endpoint", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dojo_webhooks_delivery_duration_seconds",
@@ -62,12 +63,16 @@ func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, lo
 			Name: "dojo_webhooks_dead_letters_total",
 			Help: "Events dead-lettered by this sidecar, by endpoint.",
 		}, []string{"endpoint"}),
+		local: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dojo_webhooks_local_failures_total",
+			Help: "Delivery attempts that failed on the sidecar's side (descriptors, buffers or memory exhausted, no local address, shutdown), by endpoint: retried, the endpoint's state untouched.",
+		}, []string{"endpoint"}),
 		attemptsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dojo_webhooks_attempts_not_recorded_total",
 			Help: "Attempts that could not be written to the attempt log (queue full or publish failed); deliveries are not affected.",
 		}),
 	}
-	m.registry.MustRegister(m.received, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
+	m.registry.MustRegister(m.received, m.local, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(&stateCollector{view: view, js: js, names: names, log: log})
 	return m
@@ -87,6 +92,9 @@ func (m *Metrics) Delivered(endpoint, _ string, res delivery.Result) {
 	outcome := res.Class.String()
 	m.deliveries.WithLabelValues(endpoint, outcome).Inc()
 	m.latency.WithLabelValues(outcome).Observe(res.Duration.Seconds())
+	if res.Class == delivery.Local {
+		m.local.WithLabelValues(endpoint).Inc()
+	}
 }
 
 // Transitioned counts one state transition.

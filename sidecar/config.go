@@ -50,7 +50,9 @@ type Config struct {
 	Ingest   ingest.Options // the /ingest bridge; Names, Connected and Received are set by the sidecar
 	HTTPAddr string         // HTTP listen address, default DefaultHTTPAddr; HTTPOff = no HTTP server
 	Listener net.Listener   // when set, the HTTP server serves it and HTTPAddr is not used
-	Metrics  bool           // collect metrics (and serve /metrics)
+	// HTTPLimits bound the HTTP server's timeouts and connections; zero fields take the defaults (httplimits.go).
+	HTTPLimits HTTPLimits
+	Metrics    bool // collect metrics (and serve /metrics)
 
 	ConnectWait time.Duration  // how long New waits for JetStream to place the bucket and streams, default DefaultConnectWait
 	Logger      zerolog.Logger // every component's log
@@ -94,6 +96,7 @@ func (c Config) withDefaults() Config {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
+	c.HTTPLimits = c.HTTPLimits.withDefaults()
 	if c.ConnectWait == 0 {
 		c.ConnectWait = DefaultConnectWait
 	}
@@ -123,7 +126,7 @@ func (c Config) validate() error {
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("sidecar: %w", err)
 	}
-	return nil
+	return c.HTTPLimits.validate()
 }
 
 // httpOn reports whether the sidecar serves HTTP.
