@@ -38,6 +38,7 @@ type nopObserver struct{}
 func (nopObserver) Delivered(string, string, delivery.Result)           {}
 func (nopObserver) Transitioned(string, statekv.Status, statekv.Status) {}
 func (nopObserver) DeadLettered(string)                                 {}
+func (nopObserver) Dropped(string, uint64)                              {}
 
 // observerOrNop is o, or a no-op Observer when o is nil.
 func observerOrNop(o Observer) Observer {

@@ -33,6 +33,7 @@ type Metrics struct {
 	deadLetters  *prometheus.CounterVec
 	attemptsLost prometheus.Counter
 	local        *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
 	events       *eventLabels
 }
 
@@ -67,12 +68,16 @@ func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, lo
 			Name: "dojo_webhooks_local_failures_total",
 			Help: "Delivery attempts that failed on the sidecar's side (descriptors, buffers or memory exhausted, no local address, shutdown), by endpoint: retried, the endpoint's state untouched.",
 		}, []string{"endpoint"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dojo_webhooks_events_dropped_total",
+			Help: "Events the events stream's limits (max age, max bytes) discarded before the endpoint received them, by endpoint (estimated for a filtered endpoint).",
+		}, []string{"endpoint"}),
 		attemptsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dojo_webhooks_attempts_not_recorded_total",
 			Help: "Attempts that could not be written to the attempt log (queue full or publish failed); deliveries are not affected.",
 		}),
 	}
-	m.registry.MustRegister(m.received, m.local, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
+	m.registry.MustRegister(m.received, m.local, m.dropped, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(&stateCollector{view: view, js: js, names: names, log: log})
 	return m
@@ -104,6 +109,11 @@ func (m *Metrics) Transitioned(_ string, from, to statekv.Status) {
 
 // AttemptsLost counts attempts the attempt log could not record.
 func (m *Metrics) AttemptsLost(n int) { m.attemptsLost.Add(float64(n)) }
+
+// Dropped counts events the stream's limits discarded before the endpoint received them.
+func (m *Metrics) Dropped(endpoint string, count uint64) {
+	m.dropped.WithLabelValues(endpoint).Add(float64(count))
+}
 
 // DeadLettered counts one dead letter.
 func (m *Metrics) DeadLettered(endpoint string) { m.deadLetters.WithLabelValues(endpoint).Inc() }

@@ -42,6 +42,7 @@ type Config struct {
 	Request       consumer.RequestDefaults // the request headers an event does not set itself
 	ShutdownGrace time.Duration            // how long in-flight deliveries may finish at stop, default consumer.DefaultShutdownGrace
 	Observer      consumer.Observer        // optional hooks, called besides the metrics'
+	DropCheck     time.Duration            // how often discarded events are looked for, default consumer.DefaultDropCheck
 
 	Attempts       attempts.Mode         // what the attempt log records, default attempts.DefaultMode; attempts.ModeOff = no log
 	AttemptsStream attempts.StreamConfig // the attempt-log stream's bounds; Names and Replicas are set from Prefix and Replicas
@@ -69,7 +70,7 @@ func (c Config) withDefaults() Config {
 		c.Replicas = consumer.DefaultReplicas
 	}
 	c.Bucket.Replicas = c.Replicas
-	c.Streams.Names, c.Streams.Replicas = contract.NamesFor(c.Prefix), c.Replicas
+	c.Streams.Names, c.Streams.Replicas, c.Streams.Logger = contract.NamesFor(c.Prefix), c.Replicas, c.Logger
 	c.AttemptsStream.Names, c.AttemptsStream.Replicas = c.Streams.Names, c.Replicas
 	if c.Attempts == "" {
 		c.Attempts = attempts.DefaultMode

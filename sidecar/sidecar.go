@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 		Names: s.names, Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Request: cfg.Request,
 		Policy: cfg.Policy, Now: cfg.Clock.Now, Logger: s.log, ShutdownGrace: cfg.ShutdownGrace,
 		Observer: observe(observer, cfg.Observer), Attempts: s.attempts, AttemptBody: cfg.AttemptBody,
-		Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: js,
+		Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: js, DropCheck: cfg.DropCheck,
 	})
 	if err != nil {
 		return nil, err
