@@ -128,7 +128,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 	tw.Flush()
 	fmt.Fprintln(sio.out)
 	tw = tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tSTATUS\tBACKLOG\tDROPPED\tPAUSED UNTIL\tDEAD LETTERS\tLAST ERROR\tNOTE")
+	fmt.Fprintln(tw, "ENDPOINT\tSTATUS\tBACKLOG\tPAUSED UNTIL\tDEAD LETTERS\tDROPPED\tLAST ERROR\tNOTE")
 	for _, e := range rep.Endpoints {
 		backlog, paused, lastErr := "-", "-", "-"
 		if e.Backlog != nil {
@@ -143,7 +143,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		if e.LastError != nil {
 			lastErr = e.LastError.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Status, backlog, e.Dropped, paused, e.DeadLetters, lastErr, dash(oneLine(e.Note, 60)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.ID, e.Status, backlog, paused, e.DeadLetters, e.Dropped, lastErr, dash(oneLine(e.Note, 60)))
 	}
 	return tw.Flush()
 }
