@@ -48,6 +48,7 @@ type Config struct {
 	Store         *statekv.Store      // endpoint records (required)
 	Watcher       *statekv.Watcher    // their in-memory view (required)
 	JetStream     jetstream.JetStream // (required)
+	DropCheck     time.Duration       // how often discarded events are looked for, default DefaultDropCheck
 }
 
 // Observer receives one call per delivery attempt and per state transition
@@ -56,6 +57,10 @@ type Observer interface {
 	Delivered(endpoint, event string, res delivery.Result)
 	Transitioned(endpoint string, from, to statekv.Status)
 	DeadLettered(endpoint string)
+	// Dropped reports count events of the endpoint that the events stream's
+	// limits discarded before it received them (an estimate for a filtered
+	// endpoint: see jsstate.Loss), once per check that found new ones.
+	Dropped(endpoint string, count uint64)
 }
 
 // withDefaults fills the zero fields of c with the defaults: the one place they are applied.
@@ -78,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.DropCheck <= 0 {
+		c.DropCheck = DefaultDropCheck
 	}
 	return c
 }
@@ -159,6 +167,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	sub := m.cfg.Watcher.Subscribe()
 	defer sub.Close()
 	defer m.shutdown()
+	var drops sync.WaitGroup
+	dctx, stopDrops := context.WithCancel(ctx)
+	defer drops.Wait()
+	defer stopDrops()
+	drops.Go(func() { m.watchDrops(dctx) })
 	ids := make(chan []string)
 	go func() {
 		for {

@@ -73,7 +73,7 @@ func ReplaySince(ctx context.Context, js jetstream.JetStream, names contract.Nam
 				h[k] = v
 			}
 		}
-		h.Set(contract.HeaderWebhookID, contract.WebhookID(names.Events, msg.Headers(), md.Sequence.Stream))
+		h.Set(contract.HeaderWebhookID, contract.WebhookID(names.Events, msg.Headers(), md.Sequence.Stream, false))
 		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: names.ReplaySubject(rec.ID, event), Header: h, Data: msg.Data()}); err != nil {
 			return fmt.Errorf("replay event %d: %w", md.Sequence.Stream, err)
 		}

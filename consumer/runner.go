@@ -38,6 +38,7 @@ type nopObserver struct{}
 func (nopObserver) Delivered(string, string, delivery.Result)           {}
 func (nopObserver) Transitioned(string, statekv.Status, statekv.Status) {}
 func (nopObserver) DeadLettered(string)                                 {}
+func (nopObserver) Dropped(string, uint64)                              {}
 
 // observerOrNop is o, or a no-op Observer when o is nil.
 func observerOrNop(o Observer) Observer {
@@ -239,7 +240,7 @@ func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, rep
 func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec statekv.Record, event string, replay bool) attempt {
 	m := r.m
 	hdr := msg.Headers()
-	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream)
+	id := contract.WebhookID(m.cfg.Names.Events, hdr, md.Sequence.Stream, replay)
 	req := NewRequest(rec, event, msg.Data(), id, hdr, m.cfg.Request, m.cfg.Now())
 	if m.cfg.Attempts.Enabled(true) {
 		req.KeepBody = max(m.cfg.AttemptBody, 0)
@@ -247,10 +248,19 @@ func (r *runner) attempt(msg jetstream.Msg, md *jetstream.MsgMetadata, rec state
 	return attempt{md: md, event: event, id: id, replay: replay, before: rec.Status, req: req}
 }
 
-// logDelivery logs one attempt: debug when delivered, warn when it failed.
+// logDelivery logs one attempt: debug when delivered, warn when it failed,
+// error when the sidecar itself failed (delivery.Local: retried, the endpoint's
+// state untouched).
 func (r *runner) logDelivery(a attempt, res delivery.Result) {
 	ev := r.m.log.Debug()
-	if res.Class != delivery.Success {
+	switch res.Class {
+	case delivery.Success:
+	case delivery.Local:
+		r.m.log.Error().Str("endpoint", r.id).Str("event", a.event).Str("webhook_id", a.id).
+			Uint64("attempt", a.md.NumDelivered).Str("note", res.Note).Dur("retry_in", reconcileRetry).
+			Msg("delivery failed on this side (not the endpoint's fault): its state is untouched, the event is retried")
+		return
+	default:
 		ev = r.m.log.Warn()
 	}
 	ev.Str("endpoint", r.id).Str("event", a.event).Str("webhook_id", a.id).Int("status", res.StatusCode).

@@ -64,6 +64,7 @@ func (a settleAction) String() string { return settleActionNames[a] }
 //	permanent  any        stored      not yet      write dead letter
 //	permanent  any        stored      failed       nak (stays in the backlog)
 //	permanent  any        stored      stored       term
+//	local      any        -           -            nak with delay (the sidecar's own failure: the record is untouched)
 //	other      any        -           -            nak with delay
 func decideSettle(s settleState) settleAction {
 	switch s.class {
@@ -86,6 +87,8 @@ func decideSettle(s settleState) settleAction {
 			return nak
 		}
 		return term
+	case delivery.Local:
+		return nakDelayed // not the endpoint's doing: nothing is written, the event is tried again
 	}
 	return nakDelayed // no such class: redelivered rather than left to AckWait
 }

@@ -11,7 +11,7 @@ import (
 // TestDecideSettle checks the settle decision row by row, as its doc comment tabulates it.
 func TestDecideSettle(t *testing.T) {
 	const (
-		S, T, P      = delivery.Success, delivery.Temporary, delivery.Permanent
+		S, T, P, L   = delivery.Success, delivery.Temporary, delivery.Permanent, delivery.Local
 		no, fail, ok = notWritten, writeFailed, writeStored
 	)
 	rows := []struct {
@@ -34,6 +34,8 @@ func TestDecideSettle(t *testing.T) {
 		{P, false, ok, fail, nak},
 		{P, false, ok, ok, term},
 		{P, true, ok, ok, term},
+		{L, false, no, no, nakDelayed}, // the sidecar's own failure (EMFILE...): no transition, retried
+		{L, true, no, no, nakDelayed},  // cancelled by the shutdown
 		{delivery.Class(0), false, no, no, nakDelayed},
 	}
 	for _, r := range rows {
@@ -47,7 +49,7 @@ func TestDecideSettle(t *testing.T) {
 // TestDecideSettleEnds: driven as the runner drives it, every class ends in ack,
 // nak or term after at most two writes, whatever the writes return.
 func TestDecideSettleEnds(t *testing.T) {
-	for _, class := range []delivery.Class{delivery.Success, delivery.Temporary, delivery.Permanent, 0} {
+	for _, class := range []delivery.Class{delivery.Success, delivery.Temporary, delivery.Permanent, delivery.Local, 0} {
 		for _, cancelled := range []bool{false, true} {
 			for _, tr := range []bool{false, true} {
 				for _, dl := range []bool{false, true} {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
@@ -34,6 +35,7 @@ type StreamsConfig struct {
 	EventsMaxBytes   int64          // size bound of the events stream; 0 = DefaultEventsMaxBytes, -1 = none
 	DeadLetterMaxAge time.Duration  // default DefaultDeadLetterMaxAge
 	DedupWindow      time.Duration  // Nats-Msg-Id duplicate window; default DefaultDedupWindow
+	Logger           zerolog.Logger // where EnsureStreams says that new limits discard stored events; zero = nowhere
 }
 
 // withDefaults fills the zero fields of c with the defaults: the one place they are applied.
@@ -97,11 +99,40 @@ func (c StreamsConfig) deadLetter() jetstream.StreamConfig {
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) error {
 	cfg = cfg.withDefaults()
 	for _, sc := range []jetstream.StreamConfig{cfg.events(), cfg.deadLetter()} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		var before *jetstream.StreamInfo
+		if s, err := js.Stream(ctx, sc.Name); err == nil {
+			before = s.CachedInfo()
+			warnDiscard(cfg.Logger, before, sc, time.Now())
+		}
+		s, err := js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+		if after := s.CachedInfo(); before != nil && after.State.Msgs < before.State.Msgs && after.State.LastSeq >= before.State.LastSeq {
+			cfg.Logger.Warn().Str("stream", sc.Name).Uint64("discarded", before.State.Msgs-after.State.Msgs).
+				Uint64("messages", after.State.Msgs).Uint64("bytes", after.State.Bytes).
+				Msg("the stream's new limits discarded stored events")
 		}
 	}
 	return nil
+}
+
+// warnDiscard logs, before a stream is updated to sc, that its new limits
+// (max bytes, max age) are smaller than what it stores: the oldest events go,
+// also those that endpoints have not received yet.
+func warnDiscard(log zerolog.Logger, info *jetstream.StreamInfo, sc jetstream.StreamConfig, now time.Time) {
+	st := info.State
+	bytes := sc.MaxBytes > 0 && st.Bytes > uint64(sc.MaxBytes)
+	age := sc.MaxAge > 0 && st.Msgs > 0 && st.FirstTime.Before(now.Add(-sc.MaxAge))
+	if !bytes && !age {
+		return
+	}
+	ev := log.Warn().Str("stream", sc.Name).Uint64("messages", st.Msgs).Uint64("bytes", st.Bytes).Time("oldest", st.FirstTime).
+		Int64("new_max_bytes", sc.MaxBytes).Dur("new_max_age", sc.MaxAge)
+	if bytes {
+		ev = ev.Uint64("over_bytes", st.Bytes-uint64(sc.MaxBytes))
+	}
+	ev.Msg("the configured limits are smaller than what the stream holds: its oldest stored events will be discarded, also those endpoints have not received")
 }
 
 // OpenStreams creates the streams that are missing and leaves existing ones as

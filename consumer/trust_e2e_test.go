@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -176,4 +178,29 @@ func TestRetryAfterHoldsTheEndpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A publisher that sets Dojo-Webhooks-Id on an events subject does not choose
+// the webhook-id: the event goes out under its own (derived) id, so a receiver
+// deduplicating on webhook-id cannot be made to drop a real event. On the
+// sidecar's replay subject the header is honoured (dead letters and replays
+// keep the original id).
+func TestWebhookIDHeaderHonouredOnlyOnReplays(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.newReceiver(http.StatusOK)
+	h.addEndpoint("spoof", r.URL())
+	ack := h.publish("scan_added", []byte(`{"n":1}`), map[string]string{contract.HeaderWebhookID: "victim-id"})
+	r.waitID(t, derivedID(ack.Sequence))
+	for _, q := range r.requests() {
+		if q.ID == "victim-id" {
+			t.Fatalf("a publisher chose the webhook-id: %q", q.ID)
+		}
+	}
+	msg := &nats.Msg{Subject: names.ReplaySubject("spoof", "scan_added"), Data: []byte(`{"n":2}`), Header: nats.Header{}}
+	msg.Header.Set(contract.HeaderWebhookID, "original-id")
+	if _, err := h.js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	r.waitID(t, "original-id")
 }

@@ -147,6 +147,8 @@ const (
 )
 
 // HeaderWebhookID carries the original event id on replays and dead letters.
+// It is the sidecar's own: honoured only on replay subjects (see WebhookID),
+// never on an events subject, where any publisher could set it.
 const HeaderWebhookID = "Dojo-Webhooks-Id"
 
 // Dead-letter headers: why and when an event failed for good.
@@ -173,10 +175,13 @@ func IsDeadLetterHeader(k string) bool {
 	return false
 }
 
-// WebhookID is the stable id of an event (the webhook-id header): the id carried
-// by a replay or dead letter, else the publisher's Nats-Msg-Id, else stream and sequence.
-func WebhookID(stream string, hdr nats.Header, seq uint64) string {
-	if id := hdr.Get(HeaderWebhookID); id != "" {
+// WebhookID is the stable id of an event (the webhook-id header): on a replay
+// subject (replay true) the id the sidecar carried over in HeaderWebhookID, else
+// the publisher's Nats-Msg-Id, else stream and sequence. HeaderWebhookID on an
+// events subject is ignored: a publisher must not choose the id receivers
+// deduplicate on, and so make them drop a real event.
+func WebhookID(stream string, hdr nats.Header, seq uint64, replay bool) string {
+	if id := hdr.Get(HeaderWebhookID); id != "" && replay {
 		return id
 	}
 	if id := hdr.Get(nats.MsgIdHdr); id != "" {

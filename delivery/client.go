@@ -111,7 +111,8 @@ func (c *Client) CloseIdle() {
 }
 
 // Send POSTs req and classifies the outcome. It never returns an error: failures are in Result.
-// ctx cancellation (e.g. shutdown) yields Class Temporary with Err wrapping ctx.Err();
+// ctx cancellation (e.g. shutdown) yields Class Local with Err wrapping ctx.Err(),
+// as does a local resource error (EMFILE, ENOBUFS...): neither is the endpoint's doing;
 // the Client's timeout yields Class Temporary with a "Timeout after …" note.
 // Once response headers arrive the status decides the class; an error while
 // reading the (discarded) body is ignored. If a reused keep-alive connection was
@@ -295,7 +296,7 @@ func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *a
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, failure(Temporary, "Cancelled", "not sent to "+u.Redacted()+": "+err.Error(), secret, err)
+		return nil, failure(Local, "Cancelled", "not sent to "+u.Redacted()+": "+err.Error(), secret, err)
 	}
 	// ctx is replaced by the per-attempt context in Send.
 	// bytes.Reader: ContentLength is set and GetBody can rewind the body.
@@ -345,7 +346,7 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, secret s
 		if !errors.Is(err, cerr) {
 			errs = append(errs, cerr)
 		}
-		return failure(Temporary, "Cancelled", text, secret, errs...)
+		return failure(Local, "Cancelled", text, secret, errs...)
 	}
 	var netErr net.Error
 	if errors.Is(reqCtx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||

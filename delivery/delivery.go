@@ -21,13 +21,19 @@ type Class int
 const (
 	// Success is a 2xx response.
 	Success Class = iota + 1
-	// Temporary is a 5xx or 429 response, a timeout or a cancelled caller context.
+	// Temporary is a 5xx or 429 response or a timeout.
 	Temporary
 	// Permanent is any other HTTP status (3xx, 4xx but 429) or any non-HTTP error (DNS, refused, TLS, invalid URL, blocked destination).
 	Permanent
+	// Local is a failure of the sender itself, not of the endpoint: a local
+	// resource ran out (EMFILE, ENFILE, ENOBUFS, ENOMEM), a local address could
+	// not be bound (EADDRNOTAVAIL), or the caller's context was cancelled (a
+	// shutdown). It says nothing about the endpoint: the attempt is retried
+	// later and the endpoint's state is left as it is.
+	Local
 )
 
-// String returns "success", "temporary" or "permanent".
+// String returns "success", "temporary", "permanent" or "local".
 func (c Class) String() string {
 	switch c {
 	case Success:
@@ -36,6 +42,8 @@ func (c Class) String() string {
 		return "temporary"
 	case Permanent:
 		return "permanent"
+	case Local:
+		return "local"
 	}
 	return "Class(" + strconv.Itoa(int(c)) + ")"
 }
@@ -165,7 +173,9 @@ func classifyError(err error) (Class, string) {
 	case errors.Is(err, ErrDestinationRefused):
 		return Permanent, "Destination refused"
 	case errors.Is(err, context.Canceled):
-		return Temporary, "Cancelled"
+		return Local, "Cancelled"
+	case localResource(err):
+		return Local, "Local resource error"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return Temporary, "Timeout"
 	case errors.As(err, &dnsErr):
@@ -184,6 +194,30 @@ func classifyError(err error) (Class, string) {
 		return Permanent, "Connection error"
 	}
 	return Permanent, "Request error"
+}
+
+// localErrnos are the errors of the sending host itself: descriptors, buffers
+// or memory exhausted, or no local address to bind.
+var localErrnos = []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL}
+
+// localResource reports whether err is a failure of this host rather than of
+// the destination. A DNS error of the pure-Go resolver may carry the socket
+// error as text only: "too many open files" is matched there too.
+func localResource(err error) bool {
+	for _, errno := range localErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		for _, errno := range localErrnos {
+			if strings.Contains(dnsErr.Err, errno.Error()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TruncateNote caps a note at MaxNoteLength characters (runes), cut on a

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,7 +64,7 @@ func noDial(t *testing.T) func(context.Context, string, string) (net.Conn, error
 
 func TestClassString(t *testing.T) {
 	for c, want := range map[delivery.Class]string{
-		delivery.Success: "success", delivery.Temporary: "temporary", delivery.Permanent: "permanent", 0: "Class(0)",
+		delivery.Success: "success", delivery.Temporary: "temporary", delivery.Permanent: "permanent", delivery.Local: "local", 0: "Class(0)",
 	} {
 		if got := c.String(); got != want {
 			t.Errorf("Class(%d).String() = %q, want %q", int(c), got, want)
@@ -249,8 +250,8 @@ func TestSendCallerCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() { <-started; cancel() }()
 		res := c.Send(ctx, delivery.Request{URL: srv.URL, Event: "ping"})
-		if res.Class != delivery.Temporary || res.StatusCode != 0 {
-			t.Fatalf("got (%v, %d), want (temporary, 0)", res.Class, res.StatusCode)
+		if res.Class != delivery.Local || res.StatusCode != 0 {
+			t.Fatalf("got (%v, %d), want (local, 0)", res.Class, res.StatusCode)
 		}
 		if want := `Cancelled: Post "` + srv.URL + `": context canceled`; res.Note != want {
 			t.Errorf("Note = %q, want %q", res.Note, want)
@@ -264,8 +265,8 @@ func TestSendCallerCancel(t *testing.T) {
 		ctx, cancel := context.WithCancelCause(t.Context())
 		go func() { <-started; cancel(errors.New("shutting down")) }()
 		res := c.Send(ctx, delivery.Request{URL: srv.URL, Event: "ping"})
-		if res.Class != delivery.Temporary || !strings.HasPrefix(res.Note, "Cancelled: ") || !errors.Is(res.Err, context.Canceled) {
-			t.Errorf("got %+v, want temporary, Cancelled note, Err wrapping context.Canceled", res)
+		if res.Class != delivery.Local || !strings.HasPrefix(res.Note, "Cancelled: ") || !errors.Is(res.Err, context.Canceled) {
+			t.Errorf("got %+v, want local, Cancelled note, Err wrapping context.Canceled", res)
 		}
 	})
 
@@ -274,8 +275,8 @@ func TestSendCallerCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		res := c.Send(ctx, delivery.Request{URL: srv.URL, Event: "ping"})
-		if res.Class != delivery.Temporary || !strings.HasPrefix(res.Note, "Cancelled: ") || !errors.Is(res.Err, context.Canceled) {
-			t.Errorf("got %+v, want temporary, Cancelled note, Err wrapping context.Canceled", res)
+		if res.Class != delivery.Local || !strings.HasPrefix(res.Note, "Cancelled: ") || !errors.Is(res.Err, context.Canceled) {
+			t.Errorf("got %+v, want local, Cancelled note, Err wrapping context.Canceled", res)
 		}
 		if hits.Load() != before {
 			t.Errorf("a request was sent with a cancelled context")
@@ -625,7 +626,13 @@ func TestClassify(t *testing.T) {
 		{"599", 599, nil, delivery.Temporary, "Response status code: 599"},
 		{"600", 600, nil, delivery.Permanent, "Response status code: 600"},
 		{"nothing", 0, nil, delivery.Permanent, "No HTTP response"},
-		{"canceled", 0, fmt.Errorf("send: %w", context.Canceled), delivery.Temporary, "Cancelled: send: context canceled"},
+		{"canceled", 0, fmt.Errorf("send: %w", context.Canceled), delivery.Local, "Cancelled: send: context canceled"},
+		{"emfile", 0, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}, delivery.Local, "Local resource error: dial tcp: socket: too many open files"},
+		{"enfile", 0, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.ENFILE)}, delivery.Local, "Local resource error: dial tcp: socket: too many open files in system"},
+		{"enobufs", 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ENOBUFS}, delivery.Local, "Local resource error: write tcp: no buffer space available"},
+		{"enomem", 0, fmt.Errorf("send: %w", syscall.ENOMEM), delivery.Local, "Local resource error: send: cannot allocate memory"},
+		{"bind", 0, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, delivery.Local, "Local resource error: dial tcp: connect: cannot assign requested address"},
+		{"dns socket", 0, &net.DNSError{Err: "dial udp 127.0.0.53:53: socket: too many open files", Name: "h.example"}, delivery.Local, "Local resource error: lookup h.example: dial udp 127.0.0.53:53: socket: too many open files"},
 		{"deadline", 0, context.DeadlineExceeded, delivery.Temporary, "Timeout: context deadline exceeded"},
 		{"net timeout", 0, &net.DNSError{Err: "i/o timeout", Name: "h.example", IsTimeout: true}, delivery.Temporary, "Timeout: lookup h.example: i/o timeout"},
 		{"dns", 0, &net.DNSError{Err: "no such host", Name: "h.example", IsNotFound: true}, delivery.Permanent, "DNS error: lookup h.example: no such host"},

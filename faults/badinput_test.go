@@ -213,7 +213,7 @@ func TestEventBodies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("publish %q: %v", b, err)
 		}
-		want = append(want, contract.WebhookID(names.Events, nil, ack.Sequence))
+		want = append(want, contract.WebhookID(names.Events, nil, ack.Sequence, false))
 	}
 	waitFor(t, waitTimeout, "the raw bodies delivered", func() bool { return r.count() >= len(bodies) })
 	hits := r.requests()

@@ -147,7 +147,28 @@ func startSidecar(t testing.TB, name string, env map[string]string) *sidecar {
 // launchSidecar starts `dojo-webhooks serve` without waiting for it to be ready.
 func launchSidecar(t testing.TB, name string, env map[string]string) *sidecar {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve")
+	return launchCmd(t, name, env, exec.Command(binary(t), "serve"))
+}
+
+// startLimitedSidecar is startSidecar with the process's descriptor limit
+// (RLIMIT_NOFILE) set to nofile, through the shell's ulimit.
+func startLimitedSidecar(t testing.TB, name string, env map[string]string, nofile int) *sidecar {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" serve`, nofile), binary(t))
+	p := launchCmd(t, name, env, cmd)
+	select {
+	case <-p.logs.ready:
+	case <-p.done:
+		t.Fatalf("%s exited before ready (%v):\n%s", name, p.err, p.logs)
+	case <-time.After(readyTimeout):
+		t.Fatalf("%s not ready within %s:\n%s", name, readyTimeout, p.logs)
+	}
+	return p
+}
+
+// launchCmd starts cmd (a sidecar) with env, its output collected.
+func launchCmd(t testing.TB, name string, env map[string]string, cmd *exec.Cmd) *sidecar {
+	t.Helper()
 	cmd.Env = environ(env)
 	logs := newProcLog("dojo-webhooks ready")
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -517,7 +538,7 @@ func publishRange(ctx context.Context, js jetstream.JetStream, event string, fro
 			if idPrefix != "" {
 				p.ids[pf.n] = idPrefix + strconv.Itoa(pf.n)
 			} else {
-				p.ids[pf.n] = contract.WebhookID(names.Events, nil, ack.Sequence)
+				p.ids[pf.n] = contract.WebhookID(names.Events, nil, ack.Sequence, false)
 			}
 		}
 	}

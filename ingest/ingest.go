@@ -29,6 +29,9 @@ const (
 	DefaultMaxBodyBytes   = 1 << 20 // NATS's default max payload
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultTokenHeader    = "Authorization"
+	// DefaultMaxBodiesInFlight bounds the bodies being read or held at once: at
+	// most this many times MaxBodyBytes in memory (32 MiB by default).
+	DefaultMaxBodiesInFlight = 32
 	// PingEvent is DefectDojo's test notification: answered, never published.
 	PingEvent = "ping"
 	// unavailableRetry is the Retry-After of a 503.
@@ -49,12 +52,17 @@ type Options struct {
 	TokenHeader    string             // header carrying it (DefectDojo's header_name), default DefaultTokenHeader
 	Connected      func() bool        // reports whether NATS is connected; nil = always
 	Received       func(event string) // called once per stored event (metrics); optional
+	// MaxBodiesInFlight bounds the requests whose body is read or held at once,
+	// default DefaultMaxBodiesInFlight; one more is answered 503 with Retry-After
+	// at once (DefectDojo retries), rather than queued behind slow clients.
+	MaxBodiesInFlight int
 }
 
 // Handler serves POST /ingest.
 type Handler struct {
-	pub  Publisher
-	opts Options
+	pub    Publisher
+	opts   Options
+	bodies chan struct{} // one token per body being read or held
 }
 
 // withDefaults fills the zero fields of o with the defaults: the one place they are applied.
@@ -68,12 +76,16 @@ func (o Options) withDefaults() Options {
 	if o.TokenHeader == "" {
 		o.TokenHeader = DefaultTokenHeader
 	}
+	if o.MaxBodiesInFlight <= 0 {
+		o.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	}
 	return o
 }
 
 // New returns the bridge publishing through pub.
 func New(pub Publisher, opts Options) *Handler {
-	return &Handler{pub: pub, opts: opts.withDefaults()}
+	opts = opts.withDefaults()
+	return &Handler{pub: pub, opts: opts, bodies: make(chan struct{}, opts.MaxBodiesInFlight)}
 }
 
 // accepted is the body of a 202.
@@ -124,6 +136,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength > h.opts.MaxBodyBytes {
 		fail(w, http.StatusRequestEntityTooLarge, "body of %d bytes is larger than the %d byte limit", r.ContentLength, h.opts.MaxBodyBytes)
+		return
+	}
+	select {
+	case h.bodies <- struct{}{}:
+		defer func() { <-h.bodies }()
+	default:
+		fail(w, http.StatusServiceUnavailable, "%d requests are being read already; retry later", h.opts.MaxBodiesInFlight)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))

@@ -650,3 +650,61 @@ func TestOverServerMaxPayload(t *testing.T) {
 		t.Errorf("Received called: %q", got)
 	}
 }
+
+// Bodies being read at once are bounded: with MaxBodiesInFlight clients each
+// holding a body half sent, one more request is answered 503 with Retry-After
+// (nothing read, nothing stored); once they finish, requests are taken again.
+func TestBodiesInFlightBounded(t *testing.T) {
+	const limit = 2
+	b := newBridge(t, ingest.Options{MaxBodiesInFlight: limit})
+	var slow []*io.PipeWriter
+	done := make(chan answer, limit)
+	client := &http.Client{Transport: &http.Transport{}} // fresh connections: a pipe body cannot be sent twice
+	t.Cleanup(client.CloseIdleConnections)
+	for range limit {
+		pr, pw := io.Pipe()
+		slow = append(slow, pw)
+		req := dojoRequest(t, b.url, "scan_added", nil)
+		req.Body, req.ContentLength = pr, -1
+		go func() {
+			resp, err := client.Do(req)
+			if err != nil {
+				done <- answer{body: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			done <- answer{code: resp.StatusCode, body: string(body)}
+		}()
+		if _, err := pw.Write([]byte(`{"half":`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var refused answer
+	waitFor(t, "a request refused while the bodies are held", func() bool {
+		select {
+		case a := <-done:
+			t.Fatalf("a held body ended early: %d %q", a.code, a.body)
+		default:
+		}
+		refused = do(t, dojoRequest(t, b.url, "scan_added", []byte(`{"n":1}`)))
+		return refused.code == http.StatusServiceUnavailable
+	})
+	if refused.header.Get("Retry-After") == "" || !strings.Contains(refused.body, "retry later") {
+		t.Errorf("503 without Retry-After or reason: %+v", refused)
+	}
+	before := storedCount(t, b.stream)
+	for _, pw := range slow {
+		_, _ = pw.Write([]byte(`true}`))
+		_ = pw.Close()
+	}
+	for range limit {
+		if a := <-done; a.code != http.StatusAccepted {
+			t.Errorf("a held body, finished: %d %q", a.code, a.body)
+		}
+	}
+	mustAccept(t, do(t, dojoRequest(t, b.url, "scan_added", []byte(`{"n":2}`))), "scan_added")
+	if got := storedCount(t, b.stream); got != before+limit+1 {
+		t.Errorf("%d stored after the release, want %d", got, before+limit+1)
+	}
+}

@@ -22,6 +22,47 @@ type EndpointState struct {
 	PausedUntil time.Time // when the pause ends by itself (zero when not paused)
 	DeadLetters uint64    // dead letters held for the endpoint
 	HasConsumer bool      // false until the sidecar created its consumer
+	// Dropped estimates the endpoint's events that the events stream's limits
+	// discarded before the endpoint acknowledged them (see Loss); 0 once the
+	// endpoint's acknowledgements pass the stream's first sequence again.
+	Dropped uint64
+	Loss    Loss // where the stream's first sequence stands against the endpoint's ack floor
+}
+
+// Loss is where the events stream's limits (max age, max bytes) stand against
+// one endpoint's consumer: the stream no longer holds anything before FirstSeq,
+// and the endpoint acknowledged everything up to AckFloor. The sequences
+// between are gone without having been delivered.
+type Loss struct {
+	AckFloor uint64  // the consumer's ack floor (stream sequence)
+	FirstSeq uint64  // the stream's first stored sequence
+	Share    float64 // the endpoint's share of the events stored past its ack floor, 0 to 1
+}
+
+// LossOf is the Loss of consumer ci on a stream whose state is st: the share is
+// the consumer's backlog over the messages stored (1 when the stream is empty),
+// so that a filtered endpoint is charged only about its own part of the gap.
+func LossOf(st jetstream.StreamState, ci *jetstream.ConsumerInfo) Loss {
+	l := Loss{AckFloor: ci.AckFloor.Stream, FirstSeq: st.FirstSeq, Share: 1}
+	if st.Msgs > 0 {
+		l.Share = min(float64(ci.NumPending+uint64(ci.NumAckPending))/float64(st.Msgs), 1)
+	}
+	return l
+}
+
+// Since estimates how many of the endpoint's events were discarded after
+// stream sequence after (0 = ever): the sequences discarded past both the ack
+// floor and after, times the endpoint's share. It is exact for an endpoint that
+// takes every event and no other endpoint has replays stored; for a filtered
+// endpoint it assumes its events are spread through the stream as they are
+// through what is still stored.
+func (l Loss) Since(after uint64) uint64 {
+	from := max(l.AckFloor, after)
+	if l.FirstSeq == 0 || l.FirstSeq-1 <= from {
+		return 0
+	}
+	gap := l.FirstSeq - 1 - from
+	return uint64(float64(gap)*l.Share + 0.5)
 }
 
 // StreamState is the size of one stream.
@@ -55,7 +96,9 @@ func ReadSnapshot(ctx context.Context, js jetstream.JetStream, names contract.Na
 		if !ok {
 			continue
 		}
-		st := EndpointState{HasConsumer: true, Backlog: ci.NumPending + uint64(ci.NumAckPending), InFlight: ci.NumAckPending, Paused: ci.Paused}
+		st := EndpointState{HasConsumer: true, Backlog: ci.NumPending + uint64(ci.NumAckPending), InFlight: ci.NumAckPending, Paused: ci.Paused,
+			Loss: LossOf(info.State, ci)}
+		st.Dropped = st.Loss.Since(0)
 		if ci.Paused && ci.Config.PauseUntil != nil {
 			st.PausedUntil = ci.Config.PauseUntil.UTC()
 		}

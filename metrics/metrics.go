@@ -32,6 +32,9 @@ type Metrics struct {
 	transitions  *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	attemptsLost prometheus.Counter
+	local        *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
+	events       *eventLabels
 }
 
 // New registers every metric; view and js feed the gauges read at scrape time
@@ -39,13 +42,14 @@ type Metrics struct {
 func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, log zerolog.Logger) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
+		events:   newEventLabels(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dojo_webhooks_events_received_total",
-			Help: "Events accepted by the ingest bridge and stored in the events stream, by event.",
+			Help: "Events accepted by the ingest bridge and stored in the events stream, by event (DefectDojo's events, the first 50 others, then \"(other)\").",
 		}, []string{"event"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dojo_webhooks_deliveries_total",
-			Help: "Delivery attempts by endpoint and outcome class (success, temporary, permanent).",
+			Help: "Delivery attempts by endpoint and outcome class (success, temporary, permanent, local).",
 		}, []string{"endpoint", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dojo_webhooks_delivery_duration_seconds",
@@ -60,12 +64,20 @@ func New(view *statekv.Watcher, js jetstream.JetStream, names contract.Names, lo
 			Name: "dojo_webhooks_dead_letters_total",
 			Help: "Events dead-lettered by this sidecar, by endpoint.",
 		}, []string{"endpoint"}),
+		local: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dojo_webhooks_local_failures_total",
+			Help: "Delivery attempts that failed on the sidecar's side (descriptors, buffers or memory exhausted, no local address, shutdown), by endpoint: retried, the endpoint's state untouched.",
+		}, []string{"endpoint"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dojo_webhooks_events_dropped_total",
+			Help: "Events the events stream's limits (max age, max bytes) discarded before the endpoint received them, by endpoint (estimated for a filtered endpoint).",
+		}, []string{"endpoint"}),
 		attemptsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dojo_webhooks_attempts_not_recorded_total",
 			Help: "Attempts that could not be written to the attempt log (queue full or publish failed); deliveries are not affected.",
 		}),
 	}
-	m.registry.MustRegister(m.received, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
+	m.registry.MustRegister(m.received, m.local, m.dropped, m.deliveries, m.latency, m.transitions, m.deadLetters, m.attemptsLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(&stateCollector{view: view, js: js, names: names, log: log})
 	return m
@@ -76,14 +88,18 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// Received counts one event stored by the ingest bridge.
-func (m *Metrics) Received(event string) { m.received.WithLabelValues(event).Inc() }
+// Received counts one event stored by the ingest bridge, under a bounded label
+// value: a known DefectDojo event, one of the first MaxOtherEvents others, or OverflowEvent.
+func (m *Metrics) Received(event string) { m.received.WithLabelValues(m.events.label(event)).Inc() }
 
 // Delivered counts one delivery attempt and its duration.
 func (m *Metrics) Delivered(endpoint, _ string, res delivery.Result) {
 	outcome := res.Class.String()
 	m.deliveries.WithLabelValues(endpoint, outcome).Inc()
 	m.latency.WithLabelValues(outcome).Observe(res.Duration.Seconds())
+	if res.Class == delivery.Local {
+		m.local.WithLabelValues(endpoint).Inc()
+	}
 }
 
 // Transitioned counts one state transition.
@@ -93,6 +109,11 @@ func (m *Metrics) Transitioned(_ string, from, to statekv.Status) {
 
 // AttemptsLost counts attempts the attempt log could not record.
 func (m *Metrics) AttemptsLost(n int) { m.attemptsLost.Add(float64(n)) }
+
+// Dropped counts events the stream's limits discarded before the endpoint received them.
+func (m *Metrics) Dropped(endpoint string, count uint64) {
+	m.dropped.WithLabelValues(endpoint).Add(float64(count))
+}
 
 // DeadLettered counts one dead letter.
 func (m *Metrics) DeadLettered(endpoint string) { m.deadLetters.WithLabelValues(endpoint).Inc() }

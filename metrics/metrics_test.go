@@ -447,3 +447,37 @@ func TestScrapeWithoutStreams(t *testing.T) {
 		t.Errorf("stream gauges shown without streams:\n%s", s.text)
 	}
 }
+
+// Thousands of distinct event names, as an unauthenticated client can post to
+// /ingest, make a bounded number of series: DefectDojo's events, the first
+// MaxOtherEvents others, then one overflow bucket that counts the rest.
+func TestReceivedEventLabelsAreBounded(t *testing.T) {
+	m := metrics.New(nil, nil, contract.NamesFor(contract.DefaultPrefix), zerolog.Nop())
+	for _, e := range metrics.KnownEvents {
+		m.Received(e)
+	}
+	const distinct = 5000
+	for i := range distinct {
+		m.Received(fmt.Sprintf("attack_%d", i))
+	}
+	m.Received("attack_0") // an admitted other keeps its own series
+	m.Received("sla_breach")
+	s := mustScrape(t, m)
+	got := s.labelValues("dojo_webhooks_events_received_total", "event")
+	if want := len(metrics.KnownEvents) + metrics.MaxOtherEvents + 1; len(got) != want {
+		t.Fatalf("%d event label values, want %d", len(got), want)
+	}
+	for _, w := range []want{
+		{"dojo_webhooks_events_received_total", map[string]string{"event": "sla_breach"}, 2},
+		{"dojo_webhooks_events_received_total", map[string]string{"event": "other"}, 1},
+		{"dojo_webhooks_events_received_total", map[string]string{"event": "attack_0"}, 2},
+		{"dojo_webhooks_events_received_total", map[string]string{"event": metrics.OverflowEvent}, distinct - metrics.MaxOtherEvents},
+	} {
+		if bad := s.mismatches([]want{w}); len(bad) > 0 {
+			t.Error(bad)
+		}
+	}
+	if len(s.text) > 64<<10 {
+		t.Errorf("/metrics is %d bytes", len(s.text))
+	}
+}

@@ -42,6 +42,7 @@ type Config struct {
 	Request       consumer.RequestDefaults // the request headers an event does not set itself
 	ShutdownGrace time.Duration            // how long in-flight deliveries may finish at stop, default consumer.DefaultShutdownGrace
 	Observer      consumer.Observer        // optional hooks, called besides the metrics'
+	DropCheck     time.Duration            // how often discarded events are looked for, default consumer.DefaultDropCheck
 
 	Attempts       attempts.Mode         // what the attempt log records, default attempts.DefaultMode; attempts.ModeOff = no log
 	AttemptsStream attempts.StreamConfig // the attempt-log stream's bounds; Names and Replicas are set from Prefix and Replicas
@@ -53,7 +54,9 @@ type Config struct {
 	Ingest   ingest.Options // the /ingest bridge; Names, Connected and Received are set by the sidecar
 	HTTPAddr string         // HTTP listen address, default DefaultHTTPAddr; HTTPOff = no HTTP server
 	Listener net.Listener   // when set, the HTTP server serves it and HTTPAddr is not used
-	Metrics  bool           // collect metrics (and serve /metrics)
+	// HTTPLimits bound the HTTP server's timeouts and connections; zero fields take the defaults (httplimits.go).
+	HTTPLimits HTTPLimits
+	Metrics    bool // collect metrics (and serve /metrics)
 
 	ConnectWait time.Duration  // how long New waits for JetStream to place the bucket and streams, default DefaultConnectWait
 	Logger      zerolog.Logger // every component's log
@@ -70,7 +73,7 @@ func (c Config) withDefaults() Config {
 		c.Replicas = consumer.DefaultReplicas
 	}
 	c.Bucket.Replicas = c.Replicas
-	c.Streams.Names, c.Streams.Replicas = contract.NamesFor(c.Prefix), c.Replicas
+	c.Streams.Names, c.Streams.Replicas, c.Streams.Logger = contract.NamesFor(c.Prefix), c.Replicas, c.Logger
 	c.AttemptsStream.Names, c.AttemptsStream.Replicas = c.Streams.Names, c.Replicas
 	if c.Attempts == "" {
 		c.Attempts = attempts.DefaultMode
@@ -100,6 +103,7 @@ func (c Config) withDefaults() Config {
 	if c.SecretOverlap == 0 {
 		c.SecretOverlap = statekv.DefaultSecretOverlap
 	}
+	c.HTTPLimits = c.HTTPLimits.withDefaults()
 	if c.ConnectWait == 0 {
 		c.ConnectWait = DefaultConnectWait
 	}
@@ -129,7 +133,7 @@ func (c Config) validate() error {
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("sidecar: %w", err)
 	}
-	return nil
+	return c.HTTPLimits.validate()
 }
 
 // httpOn reports whether the sidecar serves HTTP.

@@ -38,6 +38,12 @@ func (o observers) Transitioned(endpoint string, from, to statekv.Status) {
 	}
 }
 
+func (o observers) Dropped(endpoint string, count uint64) {
+	for _, x := range o {
+		x.Dropped(endpoint, count)
+	}
+}
+
 func (o observers) DeadLettered(endpoint string) {
 	for _, x := range o {
 		x.DeadLettered(endpoint)

@@ -39,8 +39,6 @@ const (
 	ensureRetry = time.Second
 	// httpShutdownTimeout bounds how long the HTTP server may take to stop.
 	httpShutdownTimeout = 10 * time.Second
-	// readHeaderTimeout bounds how long a client may take to send its request headers.
-	readHeaderTimeout = 10 * time.Second
 )
 
 // Sidecar is one wired sidecar: built by New, run once by Run.
@@ -97,7 +95,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 		Names: s.names, Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Request: cfg.Request,
 		Policy: cfg.Policy, Now: cfg.Clock.Now, Logger: s.log, ShutdownGrace: cfg.ShutdownGrace,
 		Observer: observe(observer, cfg.Observer), Attempts: s.attempts, AttemptBody: cfg.AttemptBody,
-		Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: js,
+		Client: s.client, Store: s.store, Watcher: s.watcher, JetStream: js, DropCheck: cfg.DropCheck,
 	})
 	if err != nil {
 		return nil, err
@@ -268,10 +266,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 }
 
 // serveHTTP serves the listener until ctx is done, then shuts the server down.
+// Every read, write and idle wait is bounded, as are the headers' size and the
+// connections served at once (cfg.HTTPLimits): idle or slow clients cannot hold
+// the process's descriptors.
 func (s *Sidecar) serveHTTP(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: readHeaderTimeout}
+	l := s.cfg.HTTPLimits
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: l.readHeaderTimeout(), ReadTimeout: l.ReadTimeout,
+		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: MaxHTTPHeaderBytes,
+		ErrorLog: httpErrorLog(s.log)}
+	ln := limitConns(s.ln, l.MaxConns)
 	wg.Go(func() {
-		if err := hs.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("HTTP server: %w", err)
 		}
 	})
@@ -281,7 +286,8 @@ func (s *Sidecar) serveHTTP(ctx context.Context, wg *sync.WaitGroup, errc chan<-
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 	})
-	s.log.Info().Str("addr", s.ln.Addr().String()).Msg("HTTP server listening")
+	s.log.Info().Str("addr", s.ln.Addr().String()).Int("max_conns", l.MaxConns).Dur("read_timeout", l.ReadTimeout).
+		Dur("idle_timeout", l.IdleTimeout).Msg("HTTP server listening")
 }
 
 // Synced is closed once the watcher has loaded every endpoint record.

@@ -173,6 +173,9 @@ const DefaultSecretOverlap = 24 * time.Hour
 // if any, becomes the previous one and keeps signing until now+overlap, so
 // receivers can switch without dropping a delivery.
 func (s *Store) RotateSecret(ctx context.Context, id, fresh string, overlap time.Duration, now time.Time) (Entry, error) {
+	if overlap < 0 || overlap > MaxSecretOverlap {
+		return Entry{}, fmt.Errorf("rotate secret of endpoint %s: overlap %s: must be between 0 and %s", id, overlap, MaxSecretOverlap)
+	}
 	until := Timestamp(now.Add(overlap))
 	e, _, err := s.UpdateBy(ctx, id, CauseRotateSecret, func(r Record) (Record, bool, error) {
 		if r.Secret != "" {

@@ -55,6 +55,21 @@ const (
 	timestampPrecision = time.Millisecond
 )
 
+// Bounds on how far in the future a record's times may be, as documented in
+// the README: a time past them is the mark of a hand-put or corrupted record,
+// and trusting it would replay a whole stream (created_at, deliver_from) or
+// pause an endpoint for centuries (last_error, retry_after).
+const (
+	// MaxClockSkew is how far ahead of this sidecar's clock another writer's clock may be.
+	MaxClockSkew = 5 * time.Minute
+	// MaxRetryAfterLimit bounds Policy.MaxRetryAfter (DOJO_WEBHOOKS_MAX_RETRY_AFTER):
+	// a record's retry_after may be at most this plus MaxClockSkew ahead.
+	MaxRetryAfterLimit = 24 * time.Hour
+	// MaxSecretOverlap bounds a rotation overlap (DOJO_WEBHOOKS_SECRET_OVERLAP): a
+	// record's previous_secret_until may be at most this plus MaxClockSkew ahead.
+	MaxSecretOverlap = 7 * 24 * time.Hour
+)
+
 // ErrInvalidRecord is wrapped by every parse and validation error of a record.
 var ErrInvalidRecord = errors.New("invalid endpoint record")
 
@@ -205,6 +220,39 @@ func ParseRecord(id string, data []byte) (Record, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// ParseRecordAt is ParseRecord, then CheckTimes at now: how the store and the
+// watcher read a stored value.
+func ParseRecordAt(id string, data []byte, now time.Time) (Record, error) {
+	r, err := ParseRecord(id, data)
+	if err != nil {
+		return r, err
+	}
+	return r, r.CheckTimes(now)
+}
+
+// CheckTimes refuses a time further in the future than a writer at now could
+// have written it: created_at, first_error, last_error and deliver_from at most
+// MaxClockSkew ahead, retry_after at most MaxRetryAfterLimit + MaxClockSkew,
+// previous_secret_until at most MaxSecretOverlap + MaxClockSkew. Errors wrap
+// ErrInvalidRecord and name the field.
+func (r Record) CheckTimes(now time.Time) error {
+	for _, f := range []struct {
+		name  string
+		t     time.Time
+		ahead time.Duration
+	}{
+		{"created_at", r.CreatedAt, 0}, {"first_error", r.FirstError, 0}, {"last_error", r.LastError, 0},
+		{"deliver_from", r.DeliverFrom, 0}, {"retry_after", r.RetryAfter, MaxRetryAfterLimit},
+		{"previous_secret_until", r.PreviousSecretUntil, MaxSecretOverlap},
+	} {
+		if limit := now.Add(f.ahead + MaxClockSkew); f.t.After(limit) {
+			return fmt.Errorf("%w: field %s: %s is in the future (later than %s)", ErrInvalidRecord, f.name,
+				f.t.Format(time.RFC3339), Timestamp(limit).Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // Validate checks every field against the limits of the record format.

@@ -540,3 +540,41 @@ func TestRecordRulesAreTheClients(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTimesRefusesFutureTimes: each time field may be ahead of now by the
+// clock-skew allowance (plus, for retry_after and previous_secret_until, the
+// longest hold and overlap the code writes), never more.
+func TestCheckTimesRefusesFutureTimes(t *testing.T) {
+	now := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+	skew := statekv.MaxClockSkew
+	for _, c := range []struct {
+		field string
+		ahead time.Duration // the most that is accepted
+		set   func(*statekv.Record, time.Time)
+	}{
+		{"created_at", skew, func(r *statekv.Record, t time.Time) { r.CreatedAt = t }},
+		{"first_error", skew, func(r *statekv.Record, t time.Time) { r.FirstError = t }},
+		{"last_error", skew, func(r *statekv.Record, t time.Time) { r.LastError = t }},
+		{"deliver_from", skew, func(r *statekv.Record, t time.Time) { r.DeliverFrom = t }},
+		{"retry_after", statekv.MaxRetryAfterLimit + skew, func(r *statekv.Record, t time.Time) { r.RetryAfter = t }},
+		{"previous_secret_until", statekv.MaxSecretOverlap + skew, func(r *statekv.Record, t time.Time) { r.PreviousSecretUntil = t }},
+	} {
+		ok := validRecord("ep")
+		c.set(&ok, now.Add(c.ahead))
+		if err := ok.CheckTimes(now); err != nil {
+			t.Errorf("%s %s ahead: %v", c.field, c.ahead, err)
+		}
+		for _, bad := range []time.Time{now.Add(c.ahead + time.Second), time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+			r := validRecord("ep")
+			c.set(&r, bad)
+			err := r.CheckTimes(now)
+			if !errors.Is(err, statekv.ErrInvalidRecord) || !strings.Contains(err.Error(), c.field) {
+				t.Errorf("%s = %s: %v, want an invalid-record error naming the field", c.field, bad, err)
+			}
+			data, _ := r.MarshalJSON()
+			if _, err := statekv.ParseRecordAt("ep", data, now); !errors.Is(err, statekv.ErrInvalidRecord) {
+				t.Errorf("ParseRecordAt with %s = %s: %v", c.field, bad, err)
+			}
+		}
+	}
+}

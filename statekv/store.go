@@ -87,11 +87,12 @@ func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("get endpoint %s: %w", id, err)
 	}
-	return entryFrom(e)
+	return s.entryFrom(e)
 }
 
-func entryFrom(e jetstream.KeyValueEntry) (Entry, error) {
-	rec, err := ParseRecord(e.Key(), e.Value())
+// entryFrom parses a stored value, its times checked at the store's clock.
+func (s *Store) entryFrom(e jetstream.KeyValueEntry) (Entry, error) {
+	rec, err := ParseRecordAt(e.Key(), e.Value(), s.clock.Now())
 	out := Entry{Record: rec, Revision: e.Revision(), Modified: e.Created()}
 	if err != nil {
 		return out, fmt.Errorf("endpoint %s (revision %d): %w", e.Key(), e.Revision(), err)
@@ -126,7 +127,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, []Invalid, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("list endpoints: get %s: %w", k, err)
 		}
-		entry, err := entryFrom(e)
+		entry, err := s.entryFrom(e)
 		if err != nil {
 			invalid = append(invalid, Invalid{ID: k, Revision: e.Revision(), Err: err})
 			continue

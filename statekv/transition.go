@@ -80,8 +80,8 @@ func DefaultPolicy() Policy {
 
 // Validate checks that every duration is positive.
 func (p Policy) Validate() error {
-	if p.MaxRetryAfter < 0 {
-		return fmt.Errorf("policy: max-retry-after %s must not be negative", p.MaxRetryAfter)
+	if p.MaxRetryAfter < 0 || p.MaxRetryAfter > MaxRetryAfterLimit {
+		return fmt.Errorf("policy: max-retry-after %s must be between 0 and %s", p.MaxRetryAfter, MaxRetryAfterLimit)
 	}
 	if p.ReactivateAfter <= 0 || p.RecoverAfter <= 0 || p.GiveUpAfter <= 0 {
 		return fmt.Errorf("policy durations must be positive: reactivate-after %s, recover-after %s, give-up-after %s",

@@ -275,7 +275,7 @@ func (w *Watcher) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 		return
 	}
 	v := View{ID: id, Revision: e.Revision(), Modified: e.Created()}
-	rec, err := ParseRecord(id, e.Value())
+	rec, err := ParseRecordAt(id, e.Value(), w.clock.Now())
 	v.Record = rec
 	if err != nil {
 		v.Err = err

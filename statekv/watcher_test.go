@@ -759,3 +759,27 @@ func TestWatcherSecretTimerOnClock(t *testing.T) {
 	}
 	expectPending(t, clk)
 }
+
+// TestWatcherFutureTimeIsInvalid: a hand-put record dated in 2999 is held as
+// invalid (it made its consumer deliver the whole stream, or paused the
+// endpoint until then), by the watcher and by the store's reads alike.
+func TestWatcherFutureTimeIsInvalid(t *testing.T) {
+	t.Parallel()
+	_, kv := testBucket(t)
+	st, w := newWatcher(kv, statekv.DefaultPolicy())
+	runWatcher(t, w)
+	for field, value := range map[string]string{"created_at": "2999-01-01T00:00:00Z", "last_error": "2999-01-01T00:00:00Z"} {
+		id := strings.ReplaceAll(field, "_", "-")
+		rev := rawPut(t, kv, id, `{"name":"`+id+`","url":"https://hooks.example.com/","status":"active","`+field+`":"`+value+`"}`)
+		waitFor(t, wait, id+" in the view", func() bool { v, ok := w.Get(id); return ok && v.Revision == rev })
+		if v, _ := w.Get(id); v.Valid() || !errors.Is(v.Err, statekv.ErrInvalidRecord) || !strings.Contains(v.Err.Error(), field) {
+			t.Errorf("%s in 2999: view Valid %v Err %v", field, v.Valid(), v.Err)
+		}
+		if _, err := st.Get(t.Context(), id); !errors.Is(err, statekv.ErrInvalidRecord) {
+			t.Errorf("%s in 2999: store.Get: %v", field, err)
+		}
+	}
+	if _, invalid := w.Counts(); invalid != 2 {
+		t.Errorf("%d invalid, want 2", invalid)
+	}
+}

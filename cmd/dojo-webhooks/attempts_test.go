@@ -16,7 +16,8 @@ import (
 func TestAttemptsAndHistoryCommands(t *testing.T) {
 	s := natstest.Server(t)
 	env := testEnv(s.ClientURL())
-	env["DOJO_WEBHOOKS_REACTIVATE_AFTER"] = "1h" // the timer below is an operator's doing, not the clock's
+	// The timer below is the test's doing, not the clock's: neither timer fires by itself.
+	env["DOJO_WEBHOOKS_REACTIVATE_AFTER"], env["DOJO_WEBHOOKS_RECOVER_AFTER"] = "1h", "1h"
 	startServe(t, env)
 	ok1, ok2, failing := newReceiver(t, 200), newReceiver(t, 200), newReceiver(t, 200)
 	for id, r := range map[string]*receiver{"one": ok1, "two": ok2, "flaky": failing} {

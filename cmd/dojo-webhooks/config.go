@@ -49,6 +49,9 @@ type Config struct {
 	RecoverAfter    time.Duration `env:"DOJO_WEBHOOKS_RECOVER_AFTER" envDefault:"24h" help:"active_tmp -> active once the last error is older than this"`
 	GiveUpAfter     time.Duration `env:"DOJO_WEBHOOKS_GIVE_UP_AFTER" envDefault:"24h" help:"a temporary failure this long after the outage began is permanent"`
 	HTTPAddr        string        `env:"DOJO_WEBHOOKS_HTTP_ADDR" envDefault:"127.0.0.1:8080" help:"HTTP listen address (/healthz, /readyz, /metrics, /ingest); loopback by default, :8080 for all interfaces; off = no HTTP server"`
+	HTTPReadTimeout time.Duration `env:"DOJO_WEBHOOKS_HTTP_READ_TIMEOUT" envDefault:"30s" help:"how long a client may take to send one whole request, body included (its headers: at most 10s)"`
+	HTTPIdleTimeout time.Duration `env:"DOJO_WEBHOOKS_HTTP_IDLE_TIMEOUT" envDefault:"60s" help:"how long an idle keep-alive HTTP connection is kept open"`
+	HTTPMaxConns    int           `env:"DOJO_WEBHOOKS_HTTP_MAX_CONNS" envDefault:"512" help:"HTTP connections served at once; more wait in the kernel's accept queue"`
 	DataDir         string        `env:"DOJO_WEBHOOKS_DATA_DIR" envDefault:"data" help:"embedded server's JetStream store directory"`
 	NATSHost        string        `env:"DOJO_WEBHOOKS_NATS_HOST" envDefault:"127.0.0.1" help:"embedded server's client listen host (loopback: reachable by the nats CLI on this machine only)"`
 	NATSPort        int           `env:"DOJO_WEBHOOKS_NATS_PORT" envDefault:"4222" help:"embedded server's client port; the CLI commands connect here when NATS_URL is empty"`
@@ -180,13 +183,20 @@ func (c *Config) checkDurations() error {
 	for field, d := range map[string]time.Duration{"Timeout": c.Timeout, "ReactivateAfter": c.ReactivateAfter,
 		"RecoverAfter": c.RecoverAfter, "GiveUpAfter": c.GiveUpAfter, "ConnectWait": c.ConnectWait,
 		"EventsMaxAge": c.EventsMaxAge, "DeadLetterAge": c.DeadLetterAge, "DedupWindow": c.DedupWindow,
-		"ShutdownGrace": c.ShutdownGrace, "SecretOverlap": c.SecretOverlap, "AttemptsMaxAge": c.AttemptsMaxAge} {
+		"ShutdownGrace": c.ShutdownGrace, "SecretOverlap": c.SecretOverlap, "AttemptsMaxAge": c.AttemptsMaxAge,
+		"HTTPReadTimeout": c.HTTPReadTimeout, "HTTPIdleTimeout": c.HTTPIdleTimeout} {
 		if d <= 0 {
 			return bad(field, "%s: must be positive", d)
 		}
 	}
-	if c.MaxRetryAfter < 0 {
-		return bad("MaxRetryAfter", "%s: must not be negative", c.MaxRetryAfter)
+	if c.HTTPMaxConns < 1 {
+		return bad("HTTPMaxConns", "%d: must be positive", c.HTTPMaxConns)
+	}
+	if c.MaxRetryAfter < 0 || c.MaxRetryAfter > statekv.MaxRetryAfterLimit {
+		return bad("MaxRetryAfter", "%s: must be between 0 and %s", c.MaxRetryAfter, statekv.MaxRetryAfterLimit)
+	}
+	if c.SecretOverlap > statekv.MaxSecretOverlap {
+		return bad("SecretOverlap", "%s: at most %s", c.SecretOverlap, statekv.MaxSecretOverlap)
 	}
 	if c.DedupWindow > c.EventsMaxAge {
 		return bad("DedupWindow", "%s: must not exceed DOJO_WEBHOOKS_EVENTS_MAX_AGE (%s)", c.DedupWindow, c.EventsMaxAge)
@@ -303,7 +313,8 @@ func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
 		ShutdownGrace: c.ShutdownGrace,
 		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
 		HTTPAddr:      c.HTTPAddr, Metrics: true, APIToken: c.APIToken, SecretOverlap: c.SecretOverlap,
-		Attempts: attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
+		HTTPLimits: sidecar.HTTPLimits{ReadTimeout: c.HTTPReadTimeout, IdleTimeout: c.HTTPIdleTimeout, MaxConns: c.HTTPMaxConns},
+		Attempts:   attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
 		AttemptsStream: attempts.StreamConfig{MaxAge: c.AttemptsMaxAge, MaxBytes: c.AttemptsBytes},
 		ConnectWait:    c.ConnectWait, Logger: log, Started: started,
 	}

@@ -40,6 +40,9 @@ type endpointJSON struct {
 	// Backlog is the events waiting or in flight, null when unknown (no
 	// consumer yet, or the server could not be read), as in status --json.
 	Backlog *uint64 `json:"backlog"`
+	// Dropped estimates the events the stream's limits discarded before the
+	// endpoint received them, null when unknown, as in status --json.
+	Dropped *uint64 `json:"dropped"`
 }
 
 func toJSON(r statekv.Record, rev uint64) endpointJSON {
@@ -77,17 +80,17 @@ func toJSON(r statekv.Record, rev uint64) endpointJSON {
 // backlogs returns a function giving each endpoint's backlog (nil when unknown)
 // and its text for a table: "-" where it has no consumer yet, "?" when the
 // server could not be read. One consumer listing serves every endpoint.
-func backlogs(ctx context.Context, js jetstream.JetStream, names contract.Names) func(id string) (*uint64, string) {
+func backlogs(ctx context.Context, js jetstream.JetStream, names contract.Names) func(id string) (*uint64, *uint64, string) {
 	snap, err := jsstate.ReadSnapshot(ctx, js, names)
-	return func(id string) (*uint64, string) {
+	return func(id string) (*uint64, *uint64, string) {
 		st, ok := snap.Endpoints[id]
 		switch {
 		case ok && st.HasConsumer:
-			n := st.Backlog
-			return &n, fmt.Sprint(n)
+			n, d := st.Backlog, st.Dropped
+			return &n, &d, fmt.Sprint(n)
 		case err == nil || errors.Is(err, jetstream.ErrStreamNotFound):
-			return nil, "-"
+			return nil, nil, "-"
 		}
-		return nil, "?"
+		return nil, nil, "?"
 	}
 }

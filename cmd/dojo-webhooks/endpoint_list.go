@@ -48,7 +48,7 @@ func listEndpoints(ctx context.Context, c *cli, pos []string, status, owner stri
 		backlog := backlogs(ctx, c.js, c.cfg.names())
 		backlogText := make([]string, len(rows))
 		for i := range rows {
-			rows[i].Backlog, backlogText[i] = backlog(rows[i].ID)
+			rows[i].Backlog, rows[i].Dropped, backlogText[i] = backlog(rows[i].ID)
 		}
 		if asJSON {
 			if rows == nil {
@@ -57,9 +57,13 @@ func listEndpoints(ctx context.Context, c *cli, pos []string, status, owner stri
 			return writeJSON(c.sio.out, rows)
 		}
 		tw := tabwriter.NewWriter(c.sio.out, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKLOG\tFIRST ERROR\tLAST ERROR\tNOTE")
+		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKLOG\tDROPPED\tFIRST ERROR\tLAST ERROR\tNOTE")
 		for i, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Status, backlogText[i], dash(r.FirstError), dash(r.LastError), dash(oneLine(r.Note, 80)))
+			dropped := "-"
+			if r.Dropped != nil {
+				dropped = fmt.Sprint(*r.Dropped)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Status, backlogText[i], dropped, dash(r.FirstError), dash(r.LastError), dash(oneLine(r.Note, 80)))
 		}
 		return tw.Flush()
 	})

@@ -18,7 +18,7 @@ var endpointShowCmd = &command{
 				return err
 			}
 			out := toJSON(e.Record, e.Revision)
-			out.Backlog, _ = backlogs(ctx, c.js, c.cfg.names())(id)
+			out.Backlog, out.Dropped, _ = backlogs(ctx, c.js, c.cfg.names())(id)
 			return writeJSON(c.sio.out, out)
 		})
 	}),

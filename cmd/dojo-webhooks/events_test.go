@@ -91,4 +91,8 @@ func TestPublishReplaySkipCommands(t *testing.T) {
 	if res := runCmd(t, env, "", "replay", "hook", "--since", "yesterday"); res.code != 2 {
 		t.Fatalf("bad --since: %d", res.code)
 	}
+	// A time in the future is refused: it replayed the whole stream's tail before.
+	if res := runCmd(t, env, "", "replay", "hook", "--since", "2999-01-01T00:00:00Z"); res.code != 2 || !strings.Contains(res.stderr, "in the future") {
+		t.Fatalf("future --since: %d %q %q", res.code, res.stdout, res.stderr)
+	}
 }

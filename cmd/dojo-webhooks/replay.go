@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
+	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 var replayCmd = &command{
@@ -58,9 +59,14 @@ func replay(ctx context.Context, c *cli, pos []string, since string) error {
 	})
 }
 
-// parseSince reads an RFC 3339 time or a duration before now.
+// parseSince reads an RFC 3339 time or a duration before now. A time more than
+// statekv.MaxClockSkew after now is refused: it would replay nothing, or, with a
+// clock gone wrong, what nobody asked for.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.After(now.Add(statekv.MaxClockSkew)) {
+			return time.Time{}, fmt.Errorf("%s is in the future", t.UTC().Format(time.RFC3339))
+		}
 		return t, nil
 	}
 	d, err := time.ParseDuration(s)

@@ -41,8 +41,11 @@ type endpointStatus struct {
 	InFlight    int        `json:"in_flight"`
 	PausedUntil *time.Time `json:"paused_until"`
 	DeadLetters uint64     `json:"dead_letters"`
-	LastError   *time.Time `json:"last_error"`
-	Note        string     `json:"note"`
+	// Dropped estimates the endpoint's events the stream's limits discarded
+	// before it received them (jsstate.EndpointState.Dropped).
+	Dropped   uint64     `json:"dropped"`
+	LastError *time.Time `json:"last_error"`
+	Note      string     `json:"note"`
 }
 
 var statusCmd = &command{
@@ -125,7 +128,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 	tw.Flush()
 	fmt.Fprintln(sio.out)
 	tw = tabwriter.NewWriter(sio.out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tSTATUS\tBACKLOG\tPAUSED UNTIL\tDEAD LETTERS\tLAST ERROR\tNOTE")
+	fmt.Fprintln(tw, "ENDPOINT\tSTATUS\tBACKLOG\tPAUSED UNTIL\tDEAD LETTERS\tDROPPED\tLAST ERROR\tNOTE")
 	for _, e := range rep.Endpoints {
 		backlog, paused, lastErr := "-", "-", "-"
 		if e.Backlog != nil {
@@ -140,7 +143,7 @@ func printStatus(ctx context.Context, cfg Config, js jetstream.JetStream, asJSON
 		if e.LastError != nil {
 			lastErr = e.LastError.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Status, backlog, paused, e.DeadLetters, lastErr, dash(oneLine(e.Note, 60)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.ID, e.Status, backlog, paused, e.DeadLetters, e.Dropped, lastErr, dash(oneLine(e.Note, 60)))
 	}
 	return tw.Flush()
 }
@@ -168,7 +171,7 @@ func fill(es endpointStatus, st jsstate.EndpointState) endpointStatus {
 			es.PausedUntil = &t
 		}
 	}
-	es.DeadLetters = st.DeadLetters
+	es.DeadLetters, es.Dropped = st.DeadLetters, st.Dropped
 	return es
 }
 
