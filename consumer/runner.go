@@ -222,17 +222,30 @@ func (r *runner) check(msg jetstream.Msg) (statekv.Record, *jetstream.MsgMetadat
 // route returns the event msg carries, and whether it is a replay, when it is for this endpoint; otherwise
 // it settles msg itself (term when not an event, ack when filtered out) and returns false.
 func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, replay, ok bool) {
-	event, replay, ok = r.m.cfg.Names.EventName(msg.Subject())
+	names := r.m.cfg.Names
+	event, addressed, ok := names.EventName(msg.Subject())
 	if !ok {
 		r.m.log.Error().Str("endpoint", r.id).Str("subject", msg.Subject()).Msg("subject is not an event subject; terminated")
 		_ = msg.Term()
 		return "", false, false
 	}
-	if !replay && !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
-		_ = msg.Ack() // not for this endpoint (owner or filter)
+	if !ForEndpoint(rec, event, addressed, msg.Headers()) {
+		_ = msg.Ack() // not for this endpoint (owner, filter, or an operational event about it)
 		return "", false, false
 	}
-	return event, replay, true
+	return event, names.IsReplay(msg.Subject()), true
+}
+
+// ForEndpoint is the routing rule: whether an event (its name, whether its
+// subject addresses one endpoint, its NATS headers) is sent to rec's endpoint.
+// An addressed event (a replay, POST /ingest/<id>) skips the owner and the
+// filter, which its consumer's filter subjects already chose; an operational
+// event is never sent to the endpoint it is about.
+func ForEndpoint(rec statekv.Record, event string, addressed bool, hdr nats.Header) bool {
+	if hdr.Get(contract.HeaderAbout) == rec.ID {
+		return false
+	}
+	return addressed || rec.Matches(event, hdr.Get(contract.HeaderRecipient))
 }
 
 // attempt builds the request that delivers msg's event to rec's endpoint.

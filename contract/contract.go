@@ -25,6 +25,7 @@ const DefaultPrefix = "defectdojo"
 const (
 	eventsToken     = "events"
 	replayToken     = "replay"
+	toToken         = "to"
 	deadLetterToken = "deadletter"
 	attemptsToken   = "attempts"
 )
@@ -65,8 +66,23 @@ func (n Names) EndpointReplays(endpoint string) string { return n.ReplaySubject(
 // AllReplays matches the replay subjects of every endpoint: <prefix>.replay.>.
 func (n Names) AllReplays() string { return n.Prefix + "." + replayToken + ".>" }
 
+// DirectSubject is where an event addressed to one endpoint goes (POST
+// /ingest/<endpoint>): <prefix>.to.<endpoint>.<event>. Only that endpoint's
+// consumer listens there, whatever its owner and event filter.
+func (n Names) DirectSubject(endpoint, event string) string {
+	return n.Prefix + "." + toToken + "." + endpoint + "." + event
+}
+
+// EndpointDirect matches every direct subject of one endpoint: <prefix>.to.<endpoint>.>.
+func (n Names) EndpointDirect(endpoint string) string { return n.DirectSubject(endpoint, ">") }
+
+// AllDirect matches the direct subjects of every endpoint: <prefix>.to.>.
+func (n Names) AllDirect() string { return n.Prefix + "." + toToken + ".>" }
+
 // EventsStreamSubjects are the subjects the events stream stores.
-func (n Names) EventsStreamSubjects() []string { return []string{n.AllEvents(), n.AllReplays()} }
+func (n Names) EventsStreamSubjects() []string {
+	return []string{n.AllEvents(), n.AllReplays(), n.AllDirect()}
+}
 
 // DeadLetterSubject holds one endpoint's dead letters: <prefix>.deadletter.<endpoint>.
 func (n Names) DeadLetterSubject(endpoint string) string {
@@ -113,17 +129,25 @@ func attemptBucket(webhookID string) string {
 }
 
 // EventName returns the event of a message subject on the events stream, and
-// whether the subject is a replay (addressed to one endpoint).
-func (n Names) EventName(subject string) (event string, replay bool, ok bool) {
+// whether the subject addresses one endpoint (a replay or a direct event),
+// whose owner and event filter then do not apply.
+func (n Names) EventName(subject string) (event string, addressed bool, ok bool) {
 	if rest, found := strings.CutPrefix(subject, n.EventSubject("")); found && rest != "" {
 		return rest, false, true
 	}
-	if rest, found := strings.CutPrefix(subject, n.Prefix+"."+replayToken+"."); found {
-		if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
-			return ev, true, true
+	for _, token := range []string{replayToken, toToken} {
+		if rest, found := strings.CutPrefix(subject, n.Prefix+"."+token+"."); found {
+			if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
+				return ev, true, true
+			}
 		}
 	}
 	return "", false, false
+}
+
+// IsReplay reports whether subject is a replay subject (<prefix>.replay.<endpoint>.<event>).
+func (n Names) IsReplay(subject string) bool {
+	return strings.HasPrefix(subject, n.Prefix+"."+replayToken+".")
 }
 
 // EventFilters are the event subjects of an event filter (empty = every event),
@@ -142,9 +166,9 @@ func (n Names) EventFilters(events []string) []string {
 }
 
 // ConsumerFilters are the filter subjects of an endpoint's durable consumer: its
-// event filter plus its own replay subjects, sorted.
+// event filter plus its own replay and direct subjects, sorted.
 func (n Names) ConsumerFilters(endpoint string, events []string) []string {
-	filters := append(n.EventFilters(events), n.EndpointReplays(endpoint))
+	filters := append(n.EventFilters(events), n.EndpointReplays(endpoint), n.EndpointDirect(endpoint))
 	slices.Sort(filters)
 	return filters
 }
@@ -168,6 +192,10 @@ const (
 	// HeaderUserAgent overrides the configured User-Agent of the delivery.
 	HeaderUserAgent = "User-Agent"
 )
+
+// HeaderAbout names the endpoint an operational event (webhook_endpoint_disabled,
+// …) is about: that endpoint is never sent it.
+const HeaderAbout = "Dojo-Webhooks-About"
 
 // HeaderWebhookID carries the original event id on replays and dead letters.
 const HeaderWebhookID = "Dojo-Webhooks-Id"

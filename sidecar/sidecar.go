@@ -141,8 +141,30 @@ func (s *Sidecar) routes(nc *nats.Conn) *http.ServeMux {
 		in.Received = s.metrics.Received
 		mux.Handle("GET /metrics", s.metrics.Handler())
 	}
-	mux.Handle("/ingest", ingest.New(s.js, in))
+	in.Endpoint = s.endpointExists
+	bridge := ingest.New(s.js, in)
+	mux.Handle("/ingest", bridge)
+	mux.Handle("/ingest/{"+ingest.EndpointPathValue+"}", bridge)
 	return mux
+}
+
+// endpointExists is the /ingest/<id> lookup: the watcher's view, else the
+// store (an endpoint added a moment ago, a watcher not synced yet).
+func (s *Sidecar) endpointExists(ctx context.Context, id string) (bool, error) {
+	if _, ok := s.watcher.Get(id); ok {
+		return true, nil
+	}
+	if statekv.ValidateID(id) != nil {
+		return false, nil
+	}
+	_, err := s.store.Get(ctx, id)
+	switch {
+	case err == nil, errors.Is(err, statekv.ErrInvalidRecord):
+		return true, nil
+	case errors.Is(err, statekv.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // listen opens the HTTP listener, unless HTTP is off or a listener was given.

@@ -72,6 +72,7 @@ type Config struct {
 	IngestToken     string        `env:"DOJO_WEBHOOKS_INGEST_TOKEN" help:"shared secret /ingest requires in DOJO_WEBHOOKS_INGEST_HEADER (DefectDojo's webhook header); empty = none"`
 	IngestHeader    string        `env:"DOJO_WEBHOOKS_INGEST_HEADER" envDefault:"Authorization" help:"header carrying the ingest token (its value may be the token or Bearer <token>)"`
 	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
+	IngestHold      time.Duration `env:"DOJO_WEBHOOKS_INGEST_HOLD" envDefault:"8s" help:"how long /ingest holds a request, publishing again, while NATS is unreachable (503 after it); under DefectDojo's 10s timeout"`
 	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
 
@@ -228,6 +229,9 @@ func (c *Config) checkIngest() error {
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
+	if c.IngestHold < 0 {
+		return bad("IngestHold", "%s: must not be negative (0 = no hold)", c.IngestHold)
+	}
 	if c.IngestToken != "" && !delivery.ValidHeaderName(c.IngestHeader) {
 		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
 	}
@@ -301,12 +305,20 @@ func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
 		Prefix: c.SubjectPrefix, Replicas: c.Replicas, Bucket: c.bucket(), Streams: c.streams(),
 		MaxInFlight: c.MaxInFlight, Policy: c.policy(), Delivery: c.deliveryOptions(), Request: c.requestDefaults(),
 		ShutdownGrace: c.ShutdownGrace,
-		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
+		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader, Hold: c.ingestHold()},
 		HTTPAddr:      c.HTTPAddr, Metrics: true,
 		Attempts: attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
 		AttemptsStream: attempts.StreamConfig{MaxAge: c.AttemptsMaxAge, MaxBytes: c.AttemptsBytes},
 		ConnectWait:    c.ConnectWait, Logger: log, Started: started,
 	}
+}
+
+// ingestHold is the bridge's hold: DOJO_WEBHOOKS_INGEST_HOLD=0 means none.
+func (c Config) ingestHold() time.Duration {
+	if c.IngestHold == 0 {
+		return -1
+	}
+	return c.IngestHold
 }
 
 // attemptBody is the response bytes an attempt keeps: DOJO_WEBHOOKS_ATTEMPTS_BODY_BYTES=0 means none.

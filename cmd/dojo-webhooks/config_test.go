@@ -51,6 +51,7 @@ func TestEnvDefaultsAreThePackageDefaults(t *testing.T) {
 		"BlockPrivate":    delivery.Options{}.BlockPrivate,
 		"IngestHeader":    ingest.DefaultTokenHeader,
 		"IngestMaxBytes":  ingest.DefaultMaxBodyBytes,
+		"IngestHold":      ingest.DefaultHold,
 		"LogLevel":        defaultLogLevel,
 		"LogFormat":       defaultLogFormat,
 	}
