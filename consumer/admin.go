@@ -17,10 +17,10 @@ import (
 // The operator's actions on an endpoint, as `dojo-webhooks endpoint …` and the
 // HTTP API run them: each checks, pings where DefectDojo does, and writes.
 
-// ErrPingFailed is wrapped by the error of a ping that did not answer 2xx (a *PingError).
+// ErrPingFailed is wrapped by the error of a ping that did not succeed (a *PingError): no answer, or one of 400 or more.
 var ErrPingFailed = errors.New("ping failed")
 
-// PingError is a ping that did not answer 2xx.
+// PingError is a ping that did not succeed (PingSucceeded).
 type PingError struct {
 	URL    string          // the endpoint's URL
 	Result delivery.Result // what the ping got
@@ -35,7 +35,7 @@ func (e *PingError) Error() string {
 func (e *PingError) Is(target error) bool { return target == ErrPingFailed }
 
 // AddEndpoint adds an endpoint the way DefectDojo does: it validates rec,
-// refuses a taken id or name, pings the URL, and only if the ping answered 2xx
+// refuses a taken id or name, pings the URL, and only if the ping succeeded (PingSucceeded: below 400)
 // stores rec as active, created now (statekv.Store.CreateUnique: the name rule
 // holds against concurrent adds). It returns the stored entry and the ping's result.
 func AddEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Client, rec statekv.Record, d RequestDefaults, now func() time.Time) (statekv.Entry, delivery.Result, error) {
@@ -50,7 +50,7 @@ func AddEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Cli
 		return statekv.Entry{}, delivery.Result{}, err
 	}
 	res := Ping(ctx, client, rec, d, now())
-	if res.Class != delivery.Success {
+	if !PingSucceeded(res) {
 		return statekv.Entry{}, res, &PingError{URL: rec.URL, Result: res}
 	}
 	rec.CreatedAt = statekv.Timestamp(now())
@@ -58,20 +58,20 @@ func AddEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Cli
 	return e, res, err
 }
 
-// PingEndpoint pings the stored endpoint id; a ping that did not answer 2xx is a *PingError.
+// PingEndpoint pings the stored endpoint id; a ping that did not succeed is a *PingError.
 func PingEndpoint(ctx context.Context, store *statekv.Store, client *delivery.Client, id string, d RequestDefaults, now time.Time) (delivery.Result, error) {
 	e, err := store.Get(ctx, id)
 	if err != nil {
 		return delivery.Result{}, err
 	}
 	res := Ping(ctx, client, e.Record, d, now)
-	if res.Class != delivery.Success {
+	if !PingSucceeded(res) {
 		return res, &PingError{URL: e.Record.URL, Result: res}
 	}
 	return res, nil
 }
 
-// Activate pings the endpoint and, only if the ping answered 2xx, applies the
+// Activate pings the endpoint and, only if the ping succeeded, applies the
 // user's activation (statekv.UserActivate). It reports whether that changed the record.
 func Activate(ctx context.Context, store *statekv.Store, client *delivery.Client, id string, d RequestDefaults, now func() time.Time, p statekv.Policy) (statekv.Entry, bool, error) {
 	if _, err := PingEndpoint(ctx, store, client, id, d, now()); err != nil {

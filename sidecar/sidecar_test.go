@@ -125,6 +125,11 @@ func TestSidecarServesDeliversAndStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the event was not delivered")
 	}
+	waitFor(t, 10*time.Second, "the delivery counted", func() bool {
+		_, m := get(t, base+"/metrics")
+		return strings.Contains(m, `dojo_webhooks_deliveries_total{endpoint="hook",outcome="success"} 1`)
+	})
+
 	// The per-endpoint route: an existing endpoint's id is taken, an unknown one is a 404.
 	for path, want := range map[string]int{"/ingest/hook": http.StatusAccepted, "/ingest/nobody": http.StatusNotFound} {
 		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{"title":"t"}`))
@@ -138,11 +143,6 @@ func TestSidecarServesDeliversAndStops(t *testing.T) {
 			t.Errorf("POST %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	waitFor(t, 10*time.Second, "the delivery counted", func() bool {
-		_, m := get(t, base+"/metrics")
-		return strings.Contains(m, `dojo_webhooks_deliveries_total{endpoint="hook",outcome="success"} 1`)
-	})
-
 	cancel()
 	select {
 	case err := <-done:
