@@ -29,6 +29,7 @@ import (
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/ingest"
 	"github.com/dojo-webhooks/dojo-webhooks/metrics"
+	"github.com/dojo-webhooks/dojo-webhooks/opsevents"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -54,6 +55,7 @@ type Sidecar struct {
 	metrics  *metrics.Metrics
 	attempts *attempts.Recorder
 	manager  *consumer.Manager
+	ops      *opsevents.Publisher // nil when operational events are off
 	mux      *http.ServeMux
 	ln       net.Listener // nil when HTTP is off
 	ran      atomic.Bool
@@ -98,6 +100,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.NoOpsEvents {
+		s.ops = opsevents.New(js, s.names, s.watcher, s.log, cfg.Clock.Now)
 	}
 	s.mux = s.routes(nc)
 	if err := s.listen(); err != nil {
@@ -207,6 +212,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			errc <- err
 		}
 	})
+	if s.ops != nil {
+		wg.Go(func() { _ = s.ops.Run(wctx) })
+	}
 	// The attempt log is written until the manager's last delivery has been recorded.
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
@@ -296,6 +304,10 @@ func (s *Sidecar) Watcher() *statekv.Watcher { return s.watcher }
 
 // Attempts is the sidecar's attempt-log recorder; nil when the log is off.
 func (s *Sidecar) Attempts() *attempts.Recorder { return s.attempts }
+
+// OpsEvents publishes the sidecar's operational events (its Dropped is for
+// loss detection); nil when they are off.
+func (s *Sidecar) OpsEvents() *opsevents.Publisher { return s.ops }
 
 // Metrics is the sidecar's metrics; nil when metrics are off.
 func (s *Sidecar) Metrics() *metrics.Metrics { return s.metrics }

@@ -49,9 +49,11 @@ func TestEnvDefaultsAreThePackageDefaults(t *testing.T) {
 		"MaxRetryAfter":   statekv.DefaultMaxRetryAfter,
 		"SecretOverlap":   defaultSecretOverlap,
 		"BlockPrivate":    delivery.Options{}.BlockPrivate,
+		"FollowRedirects": !delivery.Options{}.NoRedirects,
 		"IngestHeader":    ingest.DefaultTokenHeader,
 		"IngestMaxBytes":  ingest.DefaultMaxBodyBytes,
 		"IngestHold":      ingest.DefaultHold,
+		"OpsEvents":       !sidecar.Config{}.NoOpsEvents,
 		"LogLevel":        defaultLogLevel,
 		"LogFormat":       defaultLogFormat,
 	}
