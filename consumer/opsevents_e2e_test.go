@@ -17,15 +17,18 @@ import (
 // TestOpsEventsOnceAcrossReplicas: with two sidecars running, an endpoint
 // that goes inactive_permanent produces one webhook_endpoint_disabled delivery
 // to an ops endpoint subscribed to it, and its activation one
-// webhook_endpoint_recovered; the endpoint they are about (which takes every
-// event) gets neither.
+// webhook_endpoint_recovered; the endpoint they are about, though its filter
+// names them, gets neither, nor does an endpoint that takes every event.
 func TestOpsEventsOnceAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := newHarness(t, func(o *options) { o.OpsEvents = true })
 	h.addReplica()
 	bad := h.newReceiver(http.StatusGone)
 	ops := h.newReceiver(http.StatusOK)
-	h.addEndpoint("bad", bad.URL())
+	all := h.newReceiver(http.StatusOK)
+	h.addEndpoint("bad", bad.URL(), withEvents("scan_added", opsevents.EndpointDisabled, opsevents.EndpointRecovered))
+	h.addEndpoint("all", all.URL())
+	h.waitConsumer("all", func(*jetstream.ConsumerInfo) bool { return true })
 	h.addEndpoint("ops", ops.URL(), withEvents(opsevents.EndpointDisabled, opsevents.EndpointRecovered))
 	h.waitConsumer("bad", func(*jetstream.ConsumerInfo) bool { return true })
 	h.waitConsumer("ops", func(*jetstream.ConsumerInfo) bool { return true })
@@ -71,6 +74,14 @@ func TestOpsEventsOnceAcrossReplicas(t *testing.T) {
 	for _, q := range bad.requests() {
 		if q.Event != "scan_added" {
 			t.Errorf("bad got %s: an operational event about itself", q.Event)
+		}
+	}
+	// A last event for every endpoint: once "all" has it, it decided on the operational ones.
+	h.publish("product_added", eventBody("product_added", 2), nil)
+	all.waitAnswered(t, 2) // scan_added, product_added
+	for _, q := range all.requests() {
+		if q.Event != "scan_added" && q.Event != "product_added" {
+			t.Errorf("an endpoint without filter got %s", q.Event)
 		}
 	}
 }

@@ -239,10 +239,13 @@ func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, rep
 // ForEndpoint is the routing rule: whether an event (its name, whether its
 // subject addresses one endpoint, its NATS headers) is sent to rec's endpoint.
 // An addressed event (a replay, POST /ingest/<id>) skips the owner and the
-// filter, which its consumer's filter subjects already chose; an operational
-// event is never sent to the endpoint it is about.
+// filter, which its consumer's filter subjects already chose. An operational
+// event (contract.HeaderAbout) goes only to endpoints whose filter names it,
+// never to one that takes every event (a receiver that refused it would be
+// disabled, and its own disabled event would go on to the next), and never to
+// the endpoint it is about.
 func ForEndpoint(rec statekv.Record, event string, addressed bool, hdr nats.Header) bool {
-	if hdr.Get(contract.HeaderAbout) == rec.ID {
+	if about := hdr.Get(contract.HeaderAbout); about != "" && (about == rec.ID || len(rec.Events) == 0) {
 		return false
 	}
 	return addressed || rec.Matches(event, hdr.Get(contract.HeaderRecipient))
