@@ -69,7 +69,6 @@ type options struct {
 	ShutdownGrace time.Duration
 	LogLevel      zerolog.Level
 	Observer      consumer.Observer
-	OpsEvents     bool // publish operational events (off: they would change other tests' backlogs)
 }
 
 func defaultOptions() options {
@@ -172,7 +171,6 @@ func (h *harness) startSidecar() *sidecar {
 		Delivery:      delivery.Options{Timeout: h.opts.Timeout},
 		Request:       consumer.RequestDefaults{Instance: testInstance, UserAgent: testUserAgent},
 		ShutdownGrace: h.opts.ShutdownGrace, Observer: h.opts.Observer, HTTPAddr: sidecarpkg.HTTPOff, Logger: log,
-		NoOpsEvents: !h.opts.OpsEvents,
 	}, nc)
 	if err != nil {
 		nc.Close()

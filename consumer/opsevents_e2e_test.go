@@ -21,7 +21,7 @@ import (
 // names them, gets neither, nor does an endpoint that takes every event.
 func TestOpsEventsOnceAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(o *options) { o.OpsEvents = true })
+	h := newHarness(t)
 	h.addReplica()
 	bad := h.newReceiver(http.StatusGone)
 	ops := h.newReceiver(http.StatusOK)
@@ -58,7 +58,7 @@ func TestOpsEventsOnceAcrossReplicas(t *testing.T) {
 		t.Errorf("disabled body = %+v", body)
 	}
 	for _, event := range []string{opsevents.EndpointDisabled, opsevents.EndpointRecovered} {
-		if n := storedOn(t, h, names.EventSubject(event)); n != 1 {
+		if n := storedOn(t, h, names.OpsSubject(event)); n != 1 {
 			t.Errorf("%d %s events stored by two sidecars, want 1 (deduplicated)", n, event)
 		}
 	}

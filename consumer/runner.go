@@ -240,12 +240,10 @@ func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, rep
 // subject addresses one endpoint, its NATS headers) is sent to rec's endpoint.
 // An addressed event (a replay, POST /ingest/<id>) skips the owner and the
 // filter, which its consumer's filter subjects already chose. An operational
-// event (contract.HeaderAbout) goes only to endpoints whose filter names it,
-// never to one that takes every event (a receiver that refused it would be
-// disabled, and its own disabled event would go on to the next), and never to
-// the endpoint it is about.
+// event (on contract.Names.OpsSubject, which only a filter naming it selects)
+// is never sent to the endpoint it is about (contract.HeaderAbout).
 func ForEndpoint(rec statekv.Record, event string, addressed bool, hdr nats.Header) bool {
-	if about := hdr.Get(contract.HeaderAbout); about != "" && (about == rec.ID || len(rec.Events) == 0) {
+	if hdr.Get(contract.HeaderAbout) == rec.ID {
 		return false
 	}
 	return addressed || rec.Matches(event, hdr.Get(contract.HeaderRecipient))

@@ -26,6 +26,7 @@ const (
 	eventsToken     = "events"
 	replayToken     = "replay"
 	toToken         = "to"
+	opsToken        = "ops"
 	deadLetterToken = "deadletter"
 	attemptsToken   = "attempts"
 )
@@ -79,9 +80,34 @@ func (n Names) EndpointDirect(endpoint string) string { return n.DirectSubject(e
 // AllDirect matches the direct subjects of every endpoint: <prefix>.to.>.
 func (n Names) AllDirect() string { return n.Prefix + "." + toToken + ".>" }
 
+// The operational events the sidecar publishes itself (package opsevents).
+const (
+	EventEndpointDisabled  = "webhook_endpoint_disabled"
+	EventEndpointRecovered = "webhook_endpoint_recovered"
+	EventEventsDropped     = "webhook_events_dropped"
+)
+
+// IsOpsEvent reports whether event is one of the sidecar's operational events.
+func IsOpsEvent(event string) bool {
+	switch event {
+	case EventEndpointDisabled, EventEndpointRecovered, EventEventsDropped:
+		return true
+	}
+	return false
+}
+
+// OpsSubject is where the sidecar publishes an operational event:
+// <prefix>.ops.<event>. It is outside <prefix>.events.>, so that only an
+// endpoint whose filter names the event gets it, never one that takes every
+// DefectDojo event (which might refuse it, be disabled, and so on).
+func (n Names) OpsSubject(event string) string { return n.Prefix + "." + opsToken + "." + event }
+
+// AllOps matches every operational event: <prefix>.ops.>.
+func (n Names) AllOps() string { return n.OpsSubject(">") }
+
 // EventsStreamSubjects are the subjects the events stream stores.
 func (n Names) EventsStreamSubjects() []string {
-	return []string{n.AllEvents(), n.AllReplays(), n.AllDirect()}
+	return []string{n.AllEvents(), n.AllReplays(), n.AllDirect(), n.AllOps()}
 }
 
 // DeadLetterSubject holds one endpoint's dead letters: <prefix>.deadletter.<endpoint>.
@@ -135,6 +161,9 @@ func (n Names) EventName(subject string) (event string, addressed bool, ok bool)
 	if rest, found := strings.CutPrefix(subject, n.EventSubject("")); found && rest != "" {
 		return rest, false, true
 	}
+	if rest, found := strings.CutPrefix(subject, n.OpsSubject("")); found && IsOpsEvent(rest) {
+		return rest, false, true
+	}
 	for _, token := range []string{replayToken, toToken} {
 		if rest, found := strings.CutPrefix(subject, n.Prefix+"."+token+"."); found {
 			if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
@@ -150,15 +179,20 @@ func (n Names) IsReplay(subject string) bool {
 	return strings.HasPrefix(subject, n.Prefix+"."+replayToken+".")
 }
 
-// EventFilters are the event subjects of an event filter (empty = every event),
-// each once and sorted: JetStream refuses overlapping filter subjects, so an
-// event named twice in a record must not give two filters.
+// EventFilters are the event subjects of an event filter (empty = every
+// DefectDojo event, no operational one), each once and sorted: JetStream
+// refuses overlapping filter subjects, so an event named twice in a record
+// must not give two filters. An operational event's subject is its OpsSubject.
 func (n Names) EventFilters(events []string) []string {
 	if len(events) == 0 {
 		return []string{n.AllEvents()}
 	}
 	filters := make([]string, 0, len(events))
 	for _, e := range events {
+		if IsOpsEvent(e) {
+			filters = append(filters, n.OpsSubject(e))
+			continue
+		}
 		filters = append(filters, n.EventSubject(e))
 	}
 	slices.Sort(filters)

@@ -4,9 +4,10 @@
 // active again after a failure state, webhook_events_dropped when events were
 // lost to the events stream's limits before it got them.
 //
-// They go on the events subjects like any DefectDojo event, so that any
-// endpoint subscribes with its event filter (a Slack or Teams relay, a
-// pager), and are never sent to the endpoint they are about
+// They are stored in the events stream like any DefectDojo event, on
+// contract.Names.OpsSubject, so that any endpoint subscribes by naming them in
+// its event filter (a Slack or Teams relay, a pager); an endpoint that takes
+// every event does not get them, and none is sent to the endpoint it is about
 // (contract.HeaderAbout). Every replica's watcher sees each change: every
 // replica publishes it, under a Nats-Msg-Id derived from the endpoint and the
 // KV revision, and the events stream's duplicate window keeps one.
@@ -29,9 +30,9 @@ import (
 
 // The events the sidecar publishes itself.
 const (
-	EndpointDisabled  = "webhook_endpoint_disabled"
-	EndpointRecovered = "webhook_endpoint_recovered"
-	EventsDropped     = "webhook_events_dropped"
+	EndpointDisabled  = contract.EventEndpointDisabled
+	EndpointRecovered = contract.EventEndpointRecovered
+	EventsDropped     = contract.EventEventsDropped
 )
 
 // publishTimeout bounds one publish; publishFor bounds the retries of one
@@ -155,7 +156,7 @@ func (p *Publisher) publish(ctx context.Context, event string, view statekv.View
 	if err != nil {
 		return fmt.Errorf("%s: %w", event, err)
 	}
-	msg := &nats.Msg{Subject: p.names.EventSubject(event), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: p.names.OpsSubject(event), Data: data, Header: nats.Header{}}
 	msg.Header.Set(nats.MsgIdHdr, id)
 	msg.Header.Set(contract.HeaderAbout, view.ID)
 	deadline := time.Now().Add(publishFor)

@@ -73,7 +73,7 @@ func TestDroppedOnceForOneLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := names.EventSubject(opsevents.EventsDropped)
+	subject := names.OpsSubject(opsevents.EventsDropped)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)
