@@ -19,10 +19,10 @@ import (
 // The operator's actions on an endpoint, as `dojo-webhooks endpoint …` and the
 // HTTP API run them: each checks, pings where DefectDojo does, and writes.
 
-// ErrPingFailed is wrapped by the error of a ping that did not answer 2xx (a *PingError).
+// ErrPingFailed is wrapped by the error of a ping that did not succeed (a *PingError): no answer, or one of 400 or more.
 var ErrPingFailed = errors.New("ping failed")
 
-// PingError is a ping that did not answer 2xx.
+// PingError is a ping that did not succeed (PingSucceeded).
 type PingError struct {
 	URL    string          // the endpoint's URL
 	Result delivery.Result // what the ping got
@@ -70,7 +70,8 @@ func (a Admin) ping(ctx context.Context, rec statekv.Record) delivery.Result {
 }
 
 // Add adds an endpoint the way DefectDojo does: it validates rec, refuses a
-// taken id or name, pings the URL, and only if the ping answered 2xx stores rec
+// taken id or name, pings the URL, and only if the ping succeeded (PingSucceeded:
+// a final answer below 400) stores rec
 // as active, created now (statekv.Store.CreateUnique: the name rule holds
 // against concurrent adds). It returns the stored entry and the ping's result.
 func (a Admin) Add(ctx context.Context, rec statekv.Record) (statekv.Entry, delivery.Result, error) {
@@ -85,7 +86,7 @@ func (a Admin) Add(ctx context.Context, rec statekv.Record) (statekv.Entry, deli
 		return statekv.Entry{}, delivery.Result{}, err
 	}
 	res := a.ping(ctx, rec)
-	if res.Class != delivery.Success {
+	if !PingSucceeded(res) {
 		return statekv.Entry{}, res, &PingError{URL: rec.URL, Result: res}
 	}
 	rec.CreatedAt = statekv.Timestamp(a.now())
@@ -93,20 +94,20 @@ func (a Admin) Add(ctx context.Context, rec statekv.Record) (statekv.Entry, deli
 	return e, res, err
 }
 
-// Ping pings the stored endpoint id; a ping that did not answer 2xx is a *PingError.
+// Ping pings the stored endpoint id; a ping that did not succeed is a *PingError.
 func (a Admin) Ping(ctx context.Context, id string) (delivery.Result, error) {
 	e, err := a.Store.Get(ctx, id)
 	if err != nil {
 		return delivery.Result{}, err
 	}
 	res := a.ping(ctx, e.Record)
-	if res.Class != delivery.Success {
+	if !PingSucceeded(res) {
 		return res, &PingError{URL: e.Record.URL, Result: res}
 	}
 	return res, nil
 }
 
-// Activate pings the endpoint and, only if the ping answered 2xx, applies the
+// Activate pings the endpoint and, only if the ping succeeded, applies the
 // user's activation (statekv.UserActivate). It reports whether that changed the record.
 func (a Admin) Activate(ctx context.Context, id string) (statekv.Entry, bool, error) {
 	if _, err := a.Ping(ctx, id); err != nil {

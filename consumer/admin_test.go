@@ -1,8 +1,10 @@
 package consumer_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -102,5 +104,45 @@ func TestAddActivateSkip(t *testing.T) {
 	}
 	if fmt.Sprint(statuses) != "[500 204 503 200]" {
 		t.Errorf("pings logged with statuses %v, want [500 204 503 200]", statuses)
+	}
+}
+
+// TestPingAsDefectDojo: the ping carries the owner as `user` (null without
+// one) and succeeds on any final status below 400, a 3xx that is not followed
+// included; a 4xx fails it.
+func TestPingAsDefectDojo(t *testing.T) {
+	var status atomic.Int32
+	bodies := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		w.WriteHeader(int(status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	client := delivery.New(delivery.Options{NoRedirects: true})
+	t.Cleanup(client.CloseIdle)
+	for _, tt := range []struct {
+		owner  string
+		status int
+		ok     bool
+		user   string
+	}{
+		{"", http.StatusOK, true, `null`},
+		{"alice", http.StatusNotModified, true, `"alice"`},
+		{`o"dd`, http.StatusBadRequest, false, `"o\"dd"`},
+	} {
+		status.Store(int32(tt.status))
+		rec := statekv.Record{ID: "hook", Name: "Hook", URL: srv.URL, Owner: tt.owner}
+		res := consumer.Ping(t.Context(), client, rec, consumer.RequestDefaults{}, time.Now())
+		if consumer.PingSucceeded(res) != tt.ok {
+			t.Errorf("ping answered %d: succeeded = %v, want %v", tt.status, !tt.ok, tt.ok)
+		}
+		var body struct {
+			Description string          `json:"description"`
+			User        json.RawMessage `json:"user"`
+		}
+		if err := json.Unmarshal([]byte(<-bodies), &body); err != nil || string(body.User) != tt.user || body.Description != "Test webhook notification" {
+			t.Errorf("owner %q: body %+v (%v), want user %s", tt.owner, body, err, tt.user)
+		}
 	}
 }

@@ -57,6 +57,7 @@ func (m *Manager) checkDrops(ctx context.Context, w *dropWatch) {
 		}
 		seen[id] = true
 		loss := jsstate.LossOf(info.State, ci)
+		first := max(loss.AckFloor, w.reported[id]) + 1
 		n := loss.Since(w.reported[id])
 		if loss.FirstSeq > 0 {
 			w.reported[id] = max(w.reported[id], loss.FirstSeq-1)
@@ -67,7 +68,7 @@ func (m *Manager) checkDrops(ctx context.Context, w *dropWatch) {
 		m.log.Warn().Str("endpoint", id).Uint64("dropped", n).Uint64("ack_floor", loss.AckFloor).
 			Uint64("stream_first_seq", loss.FirstSeq).Str("stream", info.Config.Name).
 			Msg("the events stream's limits discarded events this endpoint had not received (DOJO_WEBHOOKS_EVENTS_MAX_AGE / _MAX_BYTES)")
-		m.cfg.Observer.Dropped(id, n)
+		m.cfg.Observer.Dropped(id, n, first, loss.FirstSeq-1)
 	}
 	if err := lister.Err(); err != nil {
 		m.log.Debug().Err(err).Msg("checking for discarded events: consumers")

@@ -59,8 +59,9 @@ type Observer interface {
 	DeadLettered(endpoint string)
 	// Dropped reports count events of the endpoint that the events stream's
 	// limits discarded before it received them (an estimate for a filtered
-	// endpoint: see jsstate.Loss), once per check that found new ones.
-	Dropped(endpoint string, count uint64)
+	// endpoint: see jsstate.Loss), stream sequences first to last, once per
+	// check that found new ones.
+	Dropped(endpoint string, count, first, last uint64)
 }
 
 // withDefaults fills the zero fields of c with the defaults: the one place they are applied.

@@ -131,7 +131,7 @@ func TestFilterChangeKeepsPausedConsumerPaused(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	info := h.waitConsumer("down", func(i *jetstream.ConsumerInfo) bool { return len(i.Config.FilterSubjects) == 3 })
+	info := h.waitConsumer("down", func(i *jetstream.ConsumerInfo) bool { return len(i.Config.FilterSubjects) == 4 }) // two events, replay, to
 	if !info.Paused {
 		t.Errorf("consumer of an inactive_permanent endpoint no longer paused after a filter change (pause until %v)", info.Config.PauseUntil)
 	}

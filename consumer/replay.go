@@ -54,17 +54,18 @@ func ReplayDeadLetters(ctx context.Context, js jetstream.JetStream, names contra
 }
 
 // ReplaySince sends an endpoint every event the events stream still holds from
-// since on that the endpoint's filter and owner select, with their original
-// webhook-ids, through its replay subject. It returns how many were replayed.
+// since on that the endpoint's filter and owner select, and those addressed to
+// it (POST /ingest/<id>), with their original webhook-ids, through its replay
+// subject. It returns how many were replayed.
 func ReplaySince(ctx context.Context, js jetstream.JetStream, names contract.Names, rec statekv.Record, since time.Time) (int, error) {
 	replayed := 0
 	_, err := readAll(ctx, js, names.Events, jetstream.OrderedConsumerConfig{
-		FilterSubjects: names.EventFilters(rec.Events),
+		FilterSubjects: append(names.EventFilters(rec.Events), names.EndpointDirect(rec.ID)),
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &since,
 	}, func(msg jetstream.Msg, md *jetstream.MsgMetadata) error {
-		event, _, ok := names.EventName(msg.Subject())
-		if !ok || !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
+		event, addressed, ok := names.EventName(msg.Subject())
+		if !ok || !ForEndpoint(rec, event, addressed, msg.Headers()) {
 			return nil
 		}
 		h := nats.Header{}

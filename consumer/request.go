@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -34,16 +35,33 @@ func NewRequest(rec statekv.Record, event string, body []byte, id string, hdr na
 	}
 }
 
-// PingEvent and PingBody are what DefectDojo sends to test a webhook endpoint.
+// PingEvent and PingBody are what DefectDojo sends to test a webhook endpoint
+// without owner (PingBodyFor: with one).
 const (
 	PingEvent = "ping"
 	PingBody  = `{"description": "Test webhook notification", "title": "", "user": null}`
 )
 
+// PingBodyFor is the ping's body for an endpoint of owner: DefectDojo puts
+// the endpoint's owner in `user` (null for a system endpoint).
+func PingBodyFor(owner string) []byte {
+	if owner == "" {
+		return []byte(PingBody)
+	}
+	user, _ := json.Marshal(owner)
+	return []byte(`{"description": "Test webhook notification", "title": "", "user": ` + string(user) + `}`)
+}
+
 // Ping sends DefectDojo's test notification to the endpoint of rec, as
 // `endpoint add`, `endpoint ping` and `endpoint activate` do before they store anything.
 func Ping(ctx context.Context, client *delivery.Client, rec statekv.Record, d RequestDefaults, now time.Time) delivery.Result {
-	return client.Send(ctx, NewRequest(rec, PingEvent, []byte(PingBody), pingID(rec.ID, now), nil, d, now))
+	return client.Send(ctx, NewRequest(rec, PingEvent, PingBodyFor(rec.Owner), pingID(rec.ID, now), nil, d, now))
+}
+
+// PingSucceeded is DefectDojo's rule for a ping (raise_for_status): a final
+// answer (redirects followed) below 400.
+func PingSucceeded(res delivery.Result) bool {
+	return res.Err == nil && res.StatusCode >= 200 && res.StatusCode < 400
 }
 
 // AttemptOf is the attempt-log record of one HTTP attempt, with what the

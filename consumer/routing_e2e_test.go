@@ -79,7 +79,7 @@ func TestRoutingByOwnerRecipientAndFilter(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	wantFilter := []string{names.EventSubject("product_added"), names.EventSubject("sla_breach"), names.Prefix + ".replay.sys_scans.>"}
+	wantFilter := []string{names.EventSubject("product_added"), names.EventSubject("sla_breach"), names.Prefix + ".replay.sys_scans.>", names.Prefix + ".to.sys_scans.>"}
 	h.waitConsumer("sys_scans", func(i *jetstream.ConsumerInfo) bool {
 		return slices.Equal(slices.Sorted(slices.Values(i.Config.FilterSubjects)), wantFilter)
 	})

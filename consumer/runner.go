@@ -38,7 +38,7 @@ type nopObserver struct{}
 func (nopObserver) Delivered(string, string, delivery.Result)           {}
 func (nopObserver) Transitioned(string, statekv.Status, statekv.Status) {}
 func (nopObserver) DeadLettered(string)                                 {}
-func (nopObserver) Dropped(string, uint64)                              {}
+func (nopObserver) Dropped(string, uint64, uint64, uint64)              {}
 
 // observerOrNop is o, or a no-op Observer when o is nil.
 func observerOrNop(o Observer) Observer {
@@ -223,17 +223,31 @@ func (r *runner) check(msg jetstream.Msg) (statekv.Record, *jetstream.MsgMetadat
 // route returns the event msg carries, and whether it is a replay, when it is for this endpoint; otherwise
 // it settles msg itself (term when not an event, ack when filtered out) and returns false.
 func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, replay, ok bool) {
-	event, replay, ok = r.m.cfg.Names.EventName(msg.Subject())
+	names := r.m.cfg.Names
+	event, addressed, ok := names.EventName(msg.Subject())
 	if !ok {
 		r.m.log.Error().Str("endpoint", r.id).Str("subject", msg.Subject()).Msg("subject is not an event subject; terminated")
 		_ = msg.Term()
 		return "", false, false
 	}
-	if !replay && !rec.Matches(event, msg.Headers().Get(contract.HeaderRecipient)) {
-		_ = msg.Ack() // not for this endpoint (owner or filter)
+	if !ForEndpoint(rec, event, addressed, msg.Headers()) {
+		_ = msg.Ack() // not for this endpoint (owner, filter, or an operational event about it)
 		return "", false, false
 	}
-	return event, replay, true
+	return event, names.IsReplay(msg.Subject()), true
+}
+
+// ForEndpoint is the routing rule: whether an event (its name, whether its
+// subject addresses one endpoint, its NATS headers) is sent to rec's endpoint.
+// An addressed event (a replay, POST /ingest/<id>) skips the owner and the
+// filter, which its consumer's filter subjects already chose. An operational
+// event (on contract.Names.OpsSubject, which only a filter naming it selects)
+// is never sent to the endpoint it is about (contract.HeaderAbout).
+func ForEndpoint(rec statekv.Record, event string, addressed bool, hdr nats.Header) bool {
+	if hdr.Get(contract.HeaderAbout) == rec.ID {
+		return false
+	}
+	return addressed || rec.Matches(event, hdr.Get(contract.HeaderRecipient))
 }
 
 // attempt builds the request that delivers msg's event to rec's endpoint.

@@ -369,7 +369,7 @@ type activateOnFailure struct {
 
 func (a *activateOnFailure) Delivered(string, string, delivery.Result) {}
 func (a *activateOnFailure) DeadLettered(string)                       {}
-func (a *activateOnFailure) Dropped(string, uint64)                    {}
+func (a *activateOnFailure) Dropped(string, uint64, uint64, uint64)    {}
 func (a *activateOnFailure) Transitioned(id string, _, to statekv.Status) {
 	a.mu.Lock()
 	store := a.store

@@ -23,6 +23,8 @@ const DefaultPrefix = "defectdojo"
 const (
 	eventsToken     = "events"
 	replayToken     = "replay"
+	toToken         = "to"
+	opsToken        = "ops"
 	deadLetterToken = "deadletter"
 	attemptsToken   = "attempts"
 )
@@ -63,8 +65,48 @@ func (n Names) EndpointReplays(endpoint string) string { return n.ReplaySubject(
 // AllReplays matches the replay subjects of every endpoint: <prefix>.replay.>.
 func (n Names) AllReplays() string { return n.Prefix + "." + replayToken + ".>" }
 
+// DirectSubject is where an event addressed to one endpoint goes (POST
+// /ingest/<endpoint>): <prefix>.to.<endpoint>.<event>. Only that endpoint's
+// consumer listens there, whatever its owner and event filter.
+func (n Names) DirectSubject(endpoint, event string) string {
+	return n.Prefix + "." + toToken + "." + endpoint + "." + event
+}
+
+// EndpointDirect matches every direct subject of one endpoint: <prefix>.to.<endpoint>.>.
+func (n Names) EndpointDirect(endpoint string) string { return n.DirectSubject(endpoint, ">") }
+
+// AllDirect matches the direct subjects of every endpoint: <prefix>.to.>.
+func (n Names) AllDirect() string { return n.Prefix + "." + toToken + ".>" }
+
+// The operational events the sidecar publishes itself (package opsevents).
+const (
+	EventEndpointDisabled  = "webhook_endpoint_disabled"
+	EventEndpointRecovered = "webhook_endpoint_recovered"
+	EventEventsDropped     = "webhook_events_dropped"
+)
+
+// IsOpsEvent reports whether event is one of the sidecar's operational events.
+func IsOpsEvent(event string) bool {
+	switch event {
+	case EventEndpointDisabled, EventEndpointRecovered, EventEventsDropped:
+		return true
+	}
+	return false
+}
+
+// OpsSubject is where the sidecar publishes an operational event:
+// <prefix>.ops.<event>. It is outside <prefix>.events.>, so that only an
+// endpoint whose filter names the event gets it, never one that takes every
+// DefectDojo event (which might refuse it, be disabled, and so on).
+func (n Names) OpsSubject(event string) string { return n.Prefix + "." + opsToken + "." + event }
+
+// AllOps matches every operational event: <prefix>.ops.>.
+func (n Names) AllOps() string { return n.OpsSubject(">") }
+
 // EventsStreamSubjects are the subjects the events stream stores.
-func (n Names) EventsStreamSubjects() []string { return []string{n.AllEvents(), n.AllReplays()} }
+func (n Names) EventsStreamSubjects() []string {
+	return []string{n.AllEvents(), n.AllReplays(), n.AllDirect(), n.AllOps()}
+}
 
 // DeadLetterSubject holds one endpoint's dead letters: <prefix>.deadletter.<endpoint>.
 func (n Names) DeadLetterSubject(endpoint string) string {
@@ -90,28 +132,44 @@ func (n Names) AttemptSubject(endpoint string) string {
 func (n Names) AllAttempts() string { return n.AttemptSubject(">") }
 
 // EventName returns the event of a message subject on the events stream, and
-// whether the subject is a replay (addressed to one endpoint).
-func (n Names) EventName(subject string) (event string, replay bool, ok bool) {
+// whether the subject addresses one endpoint (a replay or a direct event),
+// whose owner and event filter then do not apply.
+func (n Names) EventName(subject string) (event string, addressed bool, ok bool) {
 	if rest, found := strings.CutPrefix(subject, n.EventSubject("")); found && rest != "" {
 		return rest, false, true
 	}
-	if rest, found := strings.CutPrefix(subject, n.Prefix+"."+replayToken+"."); found {
-		if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
-			return ev, true, true
+	if rest, found := strings.CutPrefix(subject, n.OpsSubject("")); found && IsOpsEvent(rest) {
+		return rest, false, true
+	}
+	for _, token := range []string{replayToken, toToken} {
+		if rest, found := strings.CutPrefix(subject, n.Prefix+"."+token+"."); found {
+			if _, ev, found := strings.Cut(rest, "."); found && ev != "" {
+				return ev, true, true
+			}
 		}
 	}
 	return "", false, false
 }
 
-// EventFilters are the event subjects of an event filter (empty = every event),
-// each once and sorted: JetStream refuses overlapping filter subjects, so an
-// event named twice in a record must not give two filters.
+// IsReplay reports whether subject is a replay subject (<prefix>.replay.<endpoint>.<event>).
+func (n Names) IsReplay(subject string) bool {
+	return strings.HasPrefix(subject, n.Prefix+"."+replayToken+".")
+}
+
+// EventFilters are the event subjects of an event filter (empty = every
+// DefectDojo event, no operational one), each once and sorted: JetStream
+// refuses overlapping filter subjects, so an event named twice in a record
+// must not give two filters. An operational event's subject is its OpsSubject.
 func (n Names) EventFilters(events []string) []string {
 	if len(events) == 0 {
 		return []string{n.AllEvents()}
 	}
 	filters := make([]string, 0, len(events))
 	for _, e := range events {
+		if IsOpsEvent(e) {
+			filters = append(filters, n.OpsSubject(e))
+			continue
+		}
 		filters = append(filters, n.EventSubject(e))
 	}
 	slices.Sort(filters)
@@ -119,9 +177,9 @@ func (n Names) EventFilters(events []string) []string {
 }
 
 // ConsumerFilters are the filter subjects of an endpoint's durable consumer: its
-// event filter plus its own replay subjects, sorted.
+// event filter plus its own replay and direct subjects, sorted.
 func (n Names) ConsumerFilters(endpoint string, events []string) []string {
-	filters := append(n.EventFilters(events), n.EndpointReplays(endpoint))
+	filters := append(n.EventFilters(events), n.EndpointReplays(endpoint), n.EndpointDirect(endpoint))
 	slices.Sort(filters)
 	return filters
 }
@@ -145,6 +203,10 @@ const (
 	// HeaderUserAgent overrides the configured User-Agent of the delivery.
 	HeaderUserAgent = "User-Agent"
 )
+
+// HeaderAbout names the endpoint an operational event (webhook_endpoint_disabled,
+// …) is about: that endpoint is never sent it.
+const HeaderAbout = "Dojo-Webhooks-About"
 
 // HeaderWebhookID carries the original event id on replays and dead letters.
 // It is the sidecar's own: honoured only on replay subjects (see WebhookID),

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -91,13 +92,12 @@ func New(opts Options) *Client {
 			tr.TLSClientConfig.RootCAs = opts.RootCAs
 		}
 	}
+	redirect := checkRedirect
+	if opts.NoRedirects {
+		redirect = noRedirects
+	}
 	return &Client{
-		http: &http.Client{
-			Transport: tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse // redirects are returned as-is, classified permanent
-			},
-		},
+		http:      &http.Client{Transport: tr, CheckRedirect: redirect},
 		transport: tr,
 		timeout:   timeout,
 		maxBody:   opts.MaxResponseBytes,
@@ -114,8 +114,11 @@ func (c *Client) CloseIdle() {
 // ctx cancellation (e.g. shutdown) yields Class Local with Err wrapping ctx.Err(),
 // as does a local resource error (EMFILE, ENOBUFS...): neither is the endpoint's doing;
 // the Client's timeout yields Class Temporary with a "Timeout after …" note.
-// Once response headers arrive the status decides the class; an error while
-// reading the (discarded) body is ignored. If a reused keep-alive connection was
+// Redirects are followed (see checkRedirect) unless Options.NoRedirects; the
+// final answer is classified. Once response headers arrive the status decides
+// the class, unless reading the body fails: a body that breaks (broken
+// chunking, connection cut) is Permanent, a body that stalls past the timeout
+// Temporary, as in DefectDojo. If a reused keep-alive connection was
 // closed by the server before answering, the request is sent once more on a new one.
 // A signed request (req.Secrets) is signed anew on each call, with the clock's time.
 func (c *Client) Send(ctx context.Context, req Request) Result {
@@ -123,7 +126,7 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 	if aerr != nil {
 		return failed(aerr, 0)
 	}
-	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	reqCtx, cancel := context.WithTimeout(withHeaderName(ctx, req.HeaderName), c.timeout)
 	defer cancel()
 
 	start := time.Now()
@@ -135,9 +138,14 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 	// body is not drained: closing it early drops the connection instead.
 	// Keep enough more to mask a header value the snippet's end would cut in two.
 	kept := &snippet{keep: min(req.KeepBody, int(c.maxBody)) + len(req.HeaderValue)*min(req.KeepBody, 1)}
-	_, _ = io.CopyN(kept, resp.Body, c.maxBody+1)
+	_, rerr := io.CopyN(kept, resp.Body, c.maxBody+1)
 	_ = resp.Body.Close()
 	d := time.Since(start)
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		res := failed(c.bodyError(ctx, reqCtx, rerr, req.HeaderValue), d)
+		res.StatusCode, res.Header = resp.StatusCode, keptHeaders(resp.Header, req.HeaderValue)
+		return res
+	}
 
 	class, note := Classify(resp.StatusCode, nil)
 	var after time.Time
@@ -312,9 +320,7 @@ func (c *Client) newRequest(ctx context.Context, req Request) (*http.Request, *a
 	h := hreq.Header
 	h.Set("User-Agent", ua)
 	h.Set("X-DefectDojo-Event", req.Event)
-	if req.Instance != "" {
-		h.Set("X-DefectDojo-Instance", req.Instance)
-	}
+	h.Set("X-DefectDojo-Instance", cmp.Or(req.Instance, DefaultInstance))
 	h.Set("Accept", "application/json")
 	h.Set("Content-Type", "application/json")
 	if req.ID != "" {
@@ -359,6 +365,18 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, secret s
 	}
 	class, label := classifyError(err)
 	return failure(class, label, text, secret, err)
+}
+
+// bodyError classifies an error reading the body of a response whose headers came.
+func (c *Client) bodyError(ctx, reqCtx context.Context, err error, secret string) *attemptError {
+	text := "reading the response body: " + err.Error()
+	if ctx.Err() == nil && (errors.Is(reqCtx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)) {
+		return failure(Temporary, "Timeout after "+c.timeout.String(), text, secret, err)
+	}
+	if ctx.Err() != nil {
+		return failure(Temporary, "Cancelled", text, secret, err, ctx.Err())
+	}
+	return failure(Permanent, "Connection broken", text, secret, err)
 }
 
 // URLProblem says why a URL is not a webhook destination.

@@ -54,7 +54,7 @@ type Request struct {
 	Event       string // X-DefectDojo-Event
 	Body        []byte // sent byte for byte
 	ID          string // webhook-id header (stable per event, same on every retry); empty => omitted
-	Instance    string // X-DefectDojo-Instance (omitted when empty)
+	Instance    string // X-DefectDojo-Instance; empty => DefaultInstance
 	UserAgent   string // User-Agent; empty => DefaultUserAgent
 	HeaderName  string // optional extra header (DefectDojo's auth header); empty => none
 	HeaderValue string // value of HeaderName; never put in a note or error
@@ -103,6 +103,7 @@ type Options struct {
 	BlockPrivate     bool                                                              // refuse loopback, private, link-local, unspecified, multicast, CGNAT and reserved destinations; disables proxies
 	AllowNetworks    []netip.Prefix                                                    // destinations let through despite BlockPrivate (no effect without it)
 	Resolver         Resolver                                                          // DNS lookups with BlockPrivate (tests, custom DNS), default net.DefaultResolver
+	NoRedirects      bool                                                              // return a 3xx as the answer (Permanent) instead of following it as DefectDojo does
 }
 
 // DefaultTimeout is the whole-exchange timeout of one attempt (DefectDojo's default).
@@ -172,6 +173,8 @@ func classifyError(err error) (Class, string) {
 	switch {
 	case errors.Is(err, ErrDestinationRefused):
 		return Permanent, "Destination refused"
+	case errors.Is(err, ErrTooManyRedirects):
+		return Permanent, "Too many redirects"
 	case errors.Is(err, context.Canceled):
 		return Local, "Cancelled"
 	case localResource(err):

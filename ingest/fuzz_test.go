@@ -103,7 +103,7 @@ func FuzzIngest(f *testing.F) {
 	const limit = 256
 	f.Fuzz(func(t *testing.T, method, event, ctype, auth string, body []byte, flags uint8) {
 		pub := &recorder{fail: flags&fuzzPublishFails != 0, tooBig: flags&fuzzTooBig != 0}
-		opts := ingest.Options{Names: names, MaxBodyBytes: limit}
+		opts := ingest.Options{Names: names, MaxBodyBytes: limit, Hold: -1} // no hold: one publish per request
 		if flags&fuzzToken != 0 {
 			opts.Token = "fuzz-token"
 		}

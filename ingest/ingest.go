@@ -1,7 +1,10 @@
 // Package ingest is the HTTP bridge for an unmodified DefectDojo: its own webhook
-// feature posts to /ingest, and the request is published to the events stream.
-// The answer is 202 only after JetStream has stored the event, so DefectDojo's
-// own retries cover every failure before that.
+// feature posts to /ingest, and the request is published to the events stream
+// (POST /ingest/<endpoint> addresses it to that one endpoint). The answer is 202
+// only after JetStream has stored the event. DefectDojo never retries (a 5xx or
+// timeout loses the event and mutes its webhook for a minute), so a request
+// that cannot be stored at once (NATS unreachable) is held and published again
+// for up to Options.Hold before the 503.
 package ingest
 
 import (
@@ -34,6 +37,9 @@ const (
 	DefaultMaxBodiesInFlight = 32
 	// PingEvent is DefectDojo's test notification: answered, never published.
 	PingEvent = "ping"
+	// EndpointPathValue is the path wildcard of POST /ingest/{endpoint}: the
+	// event is addressed to that endpoint only.
+	EndpointPathValue = "endpoint"
 	// unavailableRetry is the Retry-After of a 503.
 	unavailableRetry = "5"
 )
@@ -47,7 +53,9 @@ type Publisher interface {
 type Options struct {
 	Names          contract.Names     // subjects (required)
 	MaxBodyBytes   int64              // largest accepted body, default DefaultMaxBodyBytes (1 MiB)
-	PublishTimeout time.Duration      // how long to wait for JetStream to store the event, default DefaultPublishTimeout (5 s)
+	PublishTimeout time.Duration      // how long one publish waits for JetStream to store the event, default DefaultPublishTimeout (5 s)
+	Hold           time.Duration      // how long a request is held, publishing again, while the event cannot be stored (503 after it), default DefaultHold (8 s); negative = no hold
+	Endpoint       EndpointLookup     // whether an endpoint exists, for POST /ingest/<id>; nil = every id is unknown
 	Token          string             // shared secret; empty = no authentication
 	TokenHeader    string             // header carrying it (DefectDojo's header_name), default DefaultTokenHeader
 	Connected      func() bool        // reports whether NATS is connected; nil = always
@@ -58,7 +66,11 @@ type Options struct {
 	MaxBodiesInFlight int
 }
 
-// Handler serves POST /ingest.
+// EndpointLookup reports whether the endpoint id exists; an error (the store
+// unreachable) is answered 503, never the 404 that would deactivate DefectDojo's webhook.
+type EndpointLookup func(ctx context.Context, id string) (bool, error)
+
+// Handler serves POST /ingest and POST /ingest/{endpoint}.
 type Handler struct {
 	pub    Publisher
 	opts   Options
@@ -78,6 +90,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBodiesInFlight <= 0 {
 		o.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	}
+	switch {
+	case o.Hold == 0:
+		o.Hold = DefaultHold
+	case o.Hold < 0:
+		o.Hold = 0
 	}
 	return o
 }
@@ -115,6 +133,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Token != "" && !h.authorized(r) {
 		fail(w, http.StatusUnauthorized, "missing or wrong token in the %s header", h.opts.TokenHeader)
 		return
+	}
+	endpoint := r.PathValue(EndpointPathValue)
+	if endpoint != "" {
+		found := false
+		if h.opts.Endpoint != nil {
+			var err error
+			if found, err = h.opts.Endpoint(r.Context(), endpoint); err != nil {
+				fail(w, http.StatusServiceUnavailable, "looking up endpoint %q: %v; retry later", shorten(endpoint), err)
+				return
+			}
+		}
+		if !found {
+			// DefectDojo deactivates a webhook that gets a 404: the admin sees it at once.
+			fail(w, http.StatusNotFound, "no endpoint %q: POST /ingest/<id> with the id of an existing endpoint", shorten(endpoint))
+			return
+		}
 	}
 	event := r.Header.Get("X-DefectDojo-Event")
 	if event == "" {
@@ -171,20 +205,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `{"ping":"ok"}`)
 		return
 	}
-	if h.opts.Connected != nil && !h.opts.Connected() {
-		// Refuse rather than let the client library buffer it: DefectDojo retries later.
-		fail(w, http.StatusServiceUnavailable, "NATS is not reachable; retry later")
-		return
+	subject := h.opts.Names.EventSubject(event)
+	if endpoint != "" {
+		subject = h.opts.Names.DirectSubject(endpoint, event)
 	}
-	msg := &nats.Msg{Subject: h.opts.Names.EventSubject(event), Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{nats.MsgIdHdr: {newMsgID()}}}
 	for _, k := range []string{contract.HeaderInstance, contract.HeaderUserAgent, contract.HeaderRecipient} {
 		if v := r.Header.Get(k); v != "" {
 			msg.Header.Set(k, v)
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
-	defer cancel()
-	ack, err := h.pub.PublishMsg(ctx, msg)
+	ack, err := h.store(r.Context(), msg)
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			// Body and headers exceed the server's max payload: retrying will never help.
@@ -192,6 +223,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		code := http.StatusServiceUnavailable
+		if errors.Is(err, errNotConnected) {
+			fail(w, code, "NATS is not reachable (held %s); retry later", h.opts.Hold)
+			return
+		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			fail(w, code, "no stream stores %s; retry later", msg.Subject)
 			return

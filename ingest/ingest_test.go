@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -527,7 +528,7 @@ func TestReceivedOncePerStoredEvent(t *testing.T) {
 // Without a stream for the subject (the streams were deleted), the answer is
 // 503 with a reason, not a 202 or a hang.
 func TestNoStream(t *testing.T) {
-	b := newBridge(t, ingest.Options{PublishTimeout: 2 * time.Second})
+	b := newBridge(t, ingest.Options{PublishTimeout: 2 * time.Second, Hold: -1})
 	if err := b.js.DeleteStream(t.Context(), names.Events); err != nil {
 		t.Fatal(err)
 	}
@@ -570,9 +571,10 @@ func startOn(t testing.TB, port int, dir string) *server.Server {
 	return s
 }
 
-// While NATS is unreachable the bridge answers 503 with Retry-After (and the
-// client library does not buffer the event to publish it later); once the
-// server is back, events are stored again, and only the accepted one is.
+// While NATS stays unreachable past the hold the bridge answers 503 with
+// Retry-After (and the client library does not buffer the event to publish it
+// later); once the server is back, events are stored again, and only the
+// accepted one is.
 func TestUnavailableThenBack(t *testing.T) {
 	port, dir := freePort(t), t.TempDir()
 	s := startOn(t, port, dir)
@@ -585,7 +587,7 @@ func TestUnavailableThenBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := serveBridge(t, nc, js, ingest.Options{PublishTimeout: 2 * time.Second})
+	b := serveBridge(t, nc, js, ingest.Options{PublishTimeout: 2 * time.Second, Hold: 300 * time.Millisecond})
 
 	s.Shutdown()
 	s.WaitForShutdown()
@@ -593,7 +595,7 @@ func TestUnavailableThenBack(t *testing.T) {
 
 	down := []byte(`{"title":"sent while NATS was down"}`)
 	a := do(t, dojoRequest(t, b.url, "scan_added", down))
-	checkRefusal(t, a, http.StatusServiceUnavailable, "NATS is not reachable; retry later")
+	checkRefusal(t, a, http.StatusServiceUnavailable, "NATS is not reachable (held 300ms); retry later")
 	if ra := a.header.Get("Retry-After"); ra == "" {
 		t.Error("503 without Retry-After")
 	}
@@ -632,6 +634,54 @@ func TestUnavailableThenBack(t *testing.T) {
 	}
 	if got := b.receivedEvents(); len(got) != 1 {
 		t.Errorf("Received calls = %q, want one", got)
+	}
+}
+
+// A request that comes while NATS is unreachable is held and published again
+// until the server is back within the hold: 202, stored once.
+func TestHeldUntilNATSIsBack(t *testing.T) {
+	port, dir := freePort(t), t.TempDir()
+	s := startOn(t, port, dir)
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := serveBridge(t, nc, js, ingest.Options{PublishTimeout: time.Second, Hold: waitTimeout})
+	// Wrap the handler's view of the connection: the test restarts NATS only once
+	// the held request has found it down.
+	var sawDown atomic.Bool
+	srv := httptest.NewServer(ingest.New(js, ingest.Options{Names: names, PublishTimeout: time.Second, Hold: waitTimeout,
+		Connected: func() bool {
+			up := nc.IsConnected()
+			if !up {
+				sawDown.Store(true)
+			}
+			return up
+		}}))
+	t.Cleanup(srv.Close)
+	s.Shutdown()
+	s.WaitForShutdown()
+	waitFor(t, "client sees the disconnection", func() bool { return !nc.IsConnected() })
+
+	answered := make(chan answer, 1)
+	go func() { answered <- do(t, dojoRequest(t, srv.URL+"/ingest", "scan_added", []byte(`{"held":true}`))) }()
+	waitFor(t, "the request held while NATS is down", sawDown.Load)
+	startOn(t, port, dir)
+	acc := mustAccept(t, <-answered, "scan_added")
+	if n := storedCount(t, b.stream); n != 1 {
+		t.Errorf("stream holds %d messages, want the held one (sequence %d) once", n, acc.Sequence)
+	}
+	msg, err := b.stream.GetMsg(t.Context(), acc.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(msg.Header.Get(nats.MsgIdHdr), "ingest-") {
+		t.Errorf("Nats-Msg-Id = %q, want the bridge's ingest-… id (a retried publish is stored once)", msg.Header.Get(nats.MsgIdHdr))
 	}
 }
 

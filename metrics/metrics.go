@@ -111,7 +111,7 @@ func (m *Metrics) Transitioned(_ string, from, to statekv.Status) {
 func (m *Metrics) AttemptsLost(n int) { m.attemptsLost.Add(float64(n)) }
 
 // Dropped counts events the stream's limits discarded before the endpoint received them.
-func (m *Metrics) Dropped(endpoint string, count uint64) {
+func (m *Metrics) Dropped(endpoint string, count, _, _ uint64) {
 	m.dropped.WithLabelValues(endpoint).Add(float64(count))
 }
 

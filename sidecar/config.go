@@ -58,6 +58,8 @@ type Config struct {
 	HTTPLimits HTTPLimits
 	Metrics    bool // collect metrics (and serve /metrics)
 
+	NoOpsEvents bool // publish no operational events (webhook_endpoint_disabled, …; see package opsevents)
+
 	ConnectWait time.Duration  // how long New waits for JetStream to place the bucket and streams, default DefaultConnectWait
 	Logger      zerolog.Logger // every component's log
 	Clock       statekv.Clock  // clock of the store, the watcher, the manager and the HTTP client, default statekv.SystemClock()

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/opsevents"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -38,10 +39,20 @@ func (o observers) Transitioned(endpoint string, from, to statekv.Status) {
 	}
 }
 
-func (o observers) Dropped(endpoint string, count uint64) {
+func (o observers) Dropped(endpoint string, count, first, last uint64) {
 	for _, x := range o {
-		x.Dropped(endpoint, count)
+		x.Dropped(endpoint, count, first, last)
 	}
+}
+
+// opsObserver passes the loss detection's reports to the operational events.
+type opsObserver struct{ ops *opsevents.Publisher }
+
+func (opsObserver) Delivered(string, string, delivery.Result)           {}
+func (opsObserver) Transitioned(string, statekv.Status, statekv.Status) {}
+func (opsObserver) DeadLettered(string)                                 {}
+func (o opsObserver) Dropped(endpoint string, count, first, last uint64) {
+	o.ops.ReportDropped(endpoint, count, first, last)
 }
 
 func (o observers) DeadLettered(endpoint string) {

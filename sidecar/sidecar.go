@@ -31,6 +31,7 @@ import (
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
 	"github.com/dojo-webhooks/dojo-webhooks/ingest"
 	"github.com/dojo-webhooks/dojo-webhooks/metrics"
+	"github.com/dojo-webhooks/dojo-webhooks/opsevents"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -55,6 +56,7 @@ type Sidecar struct {
 	attempts *attempts.Recorder
 	api      *api.API
 	manager  *consumer.Manager
+	ops      *opsevents.Publisher // nil when operational events are off
 	mux      *http.ServeMux
 	ln       net.Listener // nil when HTTP is off
 	ran      atomic.Bool
@@ -90,6 +92,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sidecar, error) {
 	}
 	if cfg.Attempts != attempts.ModeOff {
 		s.attempts = attempts.NewRecorder(js, attempts.RecorderOptions{Names: s.names, Mode: cfg.Attempts, Logger: s.log, Lost: lost})
+	}
+	if !cfg.NoOpsEvents {
+		s.ops = opsevents.New(js, s.names, s.watcher, s.log, cfg.Clock.Now)
+		observer = observe(observer, opsObserver{s.ops})
 	}
 	s.manager, err = consumer.New(ctx, consumer.Config{
 		Names: s.names, Replicas: cfg.Replicas, MaxInFlight: cfg.MaxInFlight, Request: cfg.Request,
@@ -143,7 +149,10 @@ func (s *Sidecar) routes(nc *nats.Conn) *http.ServeMux {
 		in.Received = s.metrics.Received
 		mux.Handle("GET /metrics", s.metrics.Handler())
 	}
-	mux.Handle("/ingest", ingest.New(s.js, in))
+	in.Endpoint = s.endpointExists
+	bridge := ingest.New(s.js, in)
+	mux.Handle("/ingest", bridge)
+	mux.Handle("/ingest/{"+ingest.EndpointPathValue+"}", bridge)
 	return mux
 }
 
@@ -177,6 +186,25 @@ func (s *Sidecar) Admin() consumer.Admin {
 
 // API is the management API; nil when it is off.
 func (s *Sidecar) API() *api.API { return s.api }
+
+// endpointExists is the /ingest/<id> lookup: the watcher's view, else the
+// store (an endpoint added a moment ago, a watcher not synced yet).
+func (s *Sidecar) endpointExists(ctx context.Context, id string) (bool, error) {
+	if _, ok := s.watcher.Get(id); ok {
+		return true, nil
+	}
+	if statekv.ValidateID(id) != nil {
+		return false, nil
+	}
+	_, err := s.store.Get(ctx, id)
+	switch {
+	case err == nil, errors.Is(err, statekv.ErrInvalidRecord):
+		return true, nil
+	case errors.Is(err, statekv.ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
 
 // listen opens the HTTP listener, unless HTTP is off or a listener was given.
 func (s *Sidecar) listen() error {
@@ -218,6 +246,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			errc <- err
 		}
 	})
+	if s.ops != nil {
+		wg.Go(func() { _ = s.ops.Run(wctx) })
+	}
 	// The attempt log is written until the manager's last delivery has been recorded.
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
@@ -315,6 +346,10 @@ func (s *Sidecar) Watcher() *statekv.Watcher { return s.watcher }
 
 // Attempts is the sidecar's attempt-log recorder; nil when the log is off.
 func (s *Sidecar) Attempts() *attempts.Recorder { return s.attempts }
+
+// OpsEvents publishes the sidecar's operational events (its Dropped is for
+// loss detection); nil when they are off.
+func (s *Sidecar) OpsEvents() *opsevents.Publisher { return s.ops }
 
 // Metrics is the sidecar's metrics; nil when metrics are off.
 func (s *Sidecar) Metrics() *metrics.Metrics { return s.metrics }

@@ -130,6 +130,19 @@ func TestSidecarServesDeliversAndStops(t *testing.T) {
 		return strings.Contains(m, `dojo_webhooks_deliveries_total{endpoint="hook",outcome="success"} 1`)
 	})
 
+	// The per-endpoint route: an existing endpoint's id is taken, an unknown one is a 404.
+	for path, want := range map[string]int{"/ingest/hook": http.StatusAccepted, "/ingest/nobody": http.StatusNotFound} {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{"title":"t"}`))
+		req.Header.Set("X-DefectDojo-Event", "engagement_added")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -69,6 +69,7 @@ type Config struct {
 	ShutdownGrace   time.Duration `env:"DOJO_WEBHOOKS_SHUTDOWN_GRACE" envDefault:"15s" help:"at SIGTERM, how long in-flight deliveries may finish before they are cancelled and redelivered later"`
 	MaxRetryAfter   time.Duration `env:"DOJO_WEBHOOKS_MAX_RETRY_AFTER" envDefault:"1h" help:"cap on a 429/503 Retry-After that keeps an endpoint inactive_tmp past reactivate-after; 0 = Retry-After ignored"`
 	SecretOverlap   time.Duration `env:"DOJO_WEBHOOKS_SECRET_OVERLAP" envDefault:"24h" help:"after endpoint rotate-secret, how long deliveries are also signed with the old secret"`
+	FollowRedirects bool          `env:"DOJO_WEBHOOKS_FOLLOW_REDIRECTS" envDefault:"true" help:"follow redirects as DefectDojo does (at most 10; auth headers dropped on a cross-host hop); false = a 3xx is a permanent failure"`
 	BlockPrivate    bool          `env:"DOJO_WEBHOOKS_BLOCK_PRIVATE" envDefault:"false" help:"refuse loopback, private, link-local and unspecified destination addresses (checked on the address dialled)"`
 	AllowNetworks   string        `env:"DOJO_WEBHOOKS_ALLOW_NETWORKS" help:"comma-separated CIDR networks allowed even with DOJO_WEBHOOKS_BLOCK_PRIVATE, e.g. 10.1.0.0/16"`
 	CAFile          string        `env:"DOJO_WEBHOOKS_CA_FILE" help:"PEM CA bundle trusted for https endpoints in addition to the system roots"`
@@ -76,6 +77,8 @@ type Config struct {
 	IngestToken     string        `env:"DOJO_WEBHOOKS_INGEST_TOKEN" help:"shared secret /ingest requires in DOJO_WEBHOOKS_INGEST_HEADER (DefectDojo's webhook header); empty = none"`
 	IngestHeader    string        `env:"DOJO_WEBHOOKS_INGEST_HEADER" envDefault:"Authorization" help:"header carrying the ingest token (its value may be the token or Bearer <token>)"`
 	IngestMaxBytes  int64         `env:"DOJO_WEBHOOKS_INGEST_MAX_BYTES" envDefault:"1048576" help:"largest body /ingest accepts (413 above); NATS's default max payload is 1 MiB"`
+	IngestHold      time.Duration `env:"DOJO_WEBHOOKS_INGEST_HOLD" envDefault:"8s" help:"how long /ingest holds a request, publishing again, while NATS is unreachable (503 after it); under DefectDojo's 10s timeout"`
+	OpsEvents       bool          `env:"DOJO_WEBHOOKS_OPS_EVENTS" envDefault:"true" help:"publish webhook_endpoint_disabled, webhook_endpoint_recovered and webhook_events_dropped events, which endpoints subscribe to with their event filter"`
 	LogLevel        string        `env:"DOJO_WEBHOOKS_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat       string        `env:"DOJO_WEBHOOKS_LOG_FORMAT" envDefault:"json" help:"json, or console for people"`
 
@@ -238,6 +241,9 @@ func (c *Config) checkIngest() error {
 	if c.IngestMaxBytes < 1 {
 		return bad("IngestMaxBytes", "%d: must be positive", c.IngestMaxBytes)
 	}
+	if c.IngestHold < 0 {
+		return bad("IngestHold", "%s: must not be negative (0 = no hold)", c.IngestHold)
+	}
 	if c.IngestToken != "" && !delivery.ValidHeaderName(c.IngestHeader) {
 		return bad("IngestHeader", "%q is not a valid HTTP header name", c.IngestHeader)
 	}
@@ -297,7 +303,8 @@ func (c Config) policy() statekv.Policy {
 // deliveryOptions configures the HTTP client of deliveries and pings, from
 // what validate parsed (the sidecar sizes the keep-alive pool).
 func (c Config) deliveryOptions() delivery.Options {
-	return delivery.Options{Timeout: c.Timeout, BlockPrivate: c.BlockPrivate, AllowNetworks: c.allowNets, RootCAs: c.rootCAs}
+	return delivery.Options{Timeout: c.Timeout, BlockPrivate: c.BlockPrivate, AllowNetworks: c.allowNets, RootCAs: c.rootCAs,
+		NoRedirects: !c.FollowRedirects}
 }
 
 // requestDefaults are the headers of deliveries and pings an event does not set.
@@ -311,13 +318,21 @@ func (c Config) sidecar(log zerolog.Logger, started time.Time) sidecar.Config {
 		Prefix: c.SubjectPrefix, Replicas: c.Replicas, Bucket: c.bucket(), Streams: c.streams(),
 		MaxInFlight: c.MaxInFlight, Policy: c.policy(), Delivery: c.deliveryOptions(), Request: c.requestDefaults(),
 		ShutdownGrace: c.ShutdownGrace,
-		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader},
-		HTTPAddr:      c.HTTPAddr, Metrics: true, APIToken: c.APIToken, SecretOverlap: c.SecretOverlap,
+		Ingest:        ingest.Options{MaxBodyBytes: c.IngestMaxBytes, Token: c.IngestToken, TokenHeader: c.IngestHeader, Hold: c.ingestHold()},
+		HTTPAddr:      c.HTTPAddr, Metrics: true, APIToken: c.APIToken, SecretOverlap: c.SecretOverlap, NoOpsEvents: !c.OpsEvents,
 		HTTPLimits: sidecar.HTTPLimits{ReadTimeout: c.HTTPReadTimeout, IdleTimeout: c.HTTPIdleTimeout, MaxConns: c.HTTPMaxConns},
 		Attempts:   attempts.Mode(c.Attempts), AttemptBody: c.attemptBody(),
 		AttemptsStream: attempts.StreamConfig{MaxAge: c.AttemptsMaxAge, MaxBytes: c.AttemptsBytes},
 		ConnectWait:    c.ConnectWait, Logger: log, Started: started,
 	}
+}
+
+// ingestHold is the bridge's hold: DOJO_WEBHOOKS_INGEST_HOLD=0 means none.
+func (c Config) ingestHold() time.Duration {
+	if c.IngestHold == 0 {
+		return -1
+	}
+	return c.IngestHold
 }
 
 // attemptBody is the response bytes an attempt keeps: DOJO_WEBHOOKS_ATTEMPTS_BODY_BYTES=0 means none.

@@ -52,8 +52,11 @@ func TestEnvDefaultsAreThePackageDefaults(t *testing.T) {
 		"MaxRetryAfter":   statekv.DefaultMaxRetryAfter,
 		"SecretOverlap":   statekv.DefaultSecretOverlap,
 		"BlockPrivate":    delivery.Options{}.BlockPrivate,
+		"FollowRedirects": !delivery.Options{}.NoRedirects,
 		"IngestHeader":    ingest.DefaultTokenHeader,
 		"IngestMaxBytes":  ingest.DefaultMaxBodyBytes,
+		"IngestHold":      ingest.DefaultHold,
+		"OpsEvents":       !sidecar.Config{}.NoOpsEvents,
 		"LogLevel":        defaultLogLevel,
 		"LogFormat":       defaultLogFormat,
 	}
