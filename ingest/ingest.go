@@ -17,6 +17,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -32,9 +33,9 @@ const (
 	DefaultMaxBodyBytes   = 1 << 20 // NATS's default max payload
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultTokenHeader    = "Authorization"
-	// DefaultMaxBodiesInFlight bounds the bodies being read or held at once: at
-	// most this many times MaxBodyBytes in memory (32 MiB by default).
-	DefaultMaxBodiesInFlight = 32
+	// DefaultMaxBytesInFlight bounds the bodies being read or held at once, in
+	// bytes: 32 bodies of the largest size, or thousands of DefectDojo's small ones.
+	DefaultMaxBytesInFlight = 32 << 20
 	// PingEvent is DefectDojo's test notification: answered, never published.
 	PingEvent = "ping"
 	// EndpointPathValue is the path wildcard of POST /ingest/{endpoint}: the
@@ -60,10 +61,12 @@ type Options struct {
 	TokenHeader    string             // header carrying it (DefectDojo's header_name), default DefaultTokenHeader
 	Connected      func() bool        // reports whether NATS is connected; nil = always
 	Received       func(event string) // called once per stored event (metrics); optional
-	// MaxBodiesInFlight bounds the requests whose body is read or held at once,
-	// default DefaultMaxBodiesInFlight; one more is answered 503 with Retry-After
-	// at once (DefectDojo retries), rather than queued behind slow clients.
-	MaxBodiesInFlight int
+	// MaxBytesInFlight bounds the bodies read or held at once (through a NATS
+	// outage), in bytes, default DefaultMaxBytesInFlight. A body being read
+	// counts as its Content-Length, or MaxBodyBytes when it has none, then as
+	// its size once read; a request that does not fit is answered 503 with
+	// Retry-After at once rather than queued behind slow clients.
+	MaxBytesInFlight int64
 }
 
 // EndpointLookup reports whether the endpoint id exists; an error (the store
@@ -74,7 +77,7 @@ type EndpointLookup func(ctx context.Context, id string) (bool, error)
 type Handler struct {
 	pub    Publisher
 	opts   Options
-	bodies chan struct{} // one token per body being read or held
+	bodies *budget // the bytes of the bodies being read or held
 }
 
 // withDefaults fills the zero fields of o with the defaults: the one place they are applied.
@@ -88,8 +91,8 @@ func (o Options) withDefaults() Options {
 	if o.TokenHeader == "" {
 		o.TokenHeader = DefaultTokenHeader
 	}
-	if o.MaxBodiesInFlight <= 0 {
-		o.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	if o.MaxBytesInFlight <= 0 {
+		o.MaxBytesInFlight = DefaultMaxBytesInFlight
 	}
 	switch {
 	case o.Hold == 0:
@@ -103,7 +106,7 @@ func (o Options) withDefaults() Options {
 // New returns the bridge publishing through pub.
 func New(pub Publisher, opts Options) *Handler {
 	opts = opts.withDefaults()
-	return &Handler{pub: pub, opts: opts, bodies: make(chan struct{}, opts.MaxBodiesInFlight)}
+	return &Handler{pub: pub, opts: opts, bodies: &budget{free: opts.MaxBytesInFlight}}
 }
 
 // accepted is the body of a 202.
@@ -172,14 +175,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusRequestEntityTooLarge, "body of %d bytes is larger than the %d byte limit", r.ContentLength, h.opts.MaxBodyBytes)
 		return
 	}
-	select {
-	case h.bodies <- struct{}{}:
-		defer func() { <-h.bodies }()
-	default:
-		fail(w, http.StatusServiceUnavailable, "%d requests are being read already; retry later", h.opts.MaxBodiesInFlight)
+	held := r.ContentLength
+	if held < 0 {
+		held = h.opts.MaxBodyBytes
+	}
+	if !h.bodies.take(held) {
+		fail(w, http.StatusServiceUnavailable, "%d bytes of bodies are being read or held already; retry later", h.opts.MaxBytesInFlight)
 		return
 	}
+	defer func() { h.bodies.give(held) }()
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))
+	if n := int64(len(body)); n < held {
+		h.bodies.give(held - n) // held through the publish: what was read
+		held = n
+	}
 	if err != nil {
 		fail(w, http.StatusBadRequest, "reading the body: %v", err)
 		return
@@ -278,4 +287,28 @@ func (h *Handler) authorized(r *http.Request) bool {
 		got = got[7:]
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
+}
+
+// budget is a count of bytes taken without waiting.
+type budget struct {
+	mu   sync.Mutex
+	free int64
+}
+
+// take reserves n bytes; false when they are not free.
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.free {
+		return false
+	}
+	b.free -= n
+	return true
+}
+
+// give returns n bytes.
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.free += n
+	b.mu.Unlock()
 }

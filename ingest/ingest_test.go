@@ -701,12 +701,13 @@ func TestOverServerMaxPayload(t *testing.T) {
 	}
 }
 
-// Bodies being read at once are bounded: with MaxBodiesInFlight clients each
-// holding a body half sent, one more request is answered 503 with Retry-After
-// (nothing read, nothing stored); once they finish, requests are taken again.
+// Bodies being read at once are bounded: with clients holding half-sent bodies
+// of unknown size (each counting as the largest) up to MaxBytesInFlight, one
+// more request is answered 503 with Retry-After (nothing read, nothing stored);
+// once they finish, requests are taken again.
 func TestBodiesInFlightBounded(t *testing.T) {
 	const limit = 2
-	b := newBridge(t, ingest.Options{MaxBodiesInFlight: limit})
+	b := newBridge(t, ingest.Options{MaxBytesInFlight: limit * ingest.DefaultMaxBodyBytes})
 	var slow []*io.PipeWriter
 	done := make(chan answer, limit)
 	client := &http.Client{Transport: &http.Transport{}} // fresh connections: a pipe body cannot be sent twice
