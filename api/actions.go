@@ -247,7 +247,7 @@ func (a *API) action(w http.ResponseWriter, r *http.Request) {
 		var since time.Time
 		if body.Since != "" {
 			var err error
-			if since, err = ParseSince(body.Since, time.Now()); err != nil {
+			if since, err = consumer.ParseSince(body.Since, time.Now()); err != nil {
 				writeError(w, http.StatusBadRequest, "since: "+err.Error())
 				return
 			}
@@ -272,18 +272,6 @@ func (a *API) action(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ParseSince reads an RFC 3339 time or a duration before now (as replay --since does).
-func ParseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
-	}
-	return now.Add(-d), nil
-}
-
 func (a *API) endpointAttempts(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, ok := a.cfg.Watcher.Get(id); !ok {
@@ -298,7 +286,7 @@ func (a *API) endpointAttempts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s := q.Get("since"); s != "" {
-		if aq.Since, err = ParseSince(s, time.Now()); err != nil {
+		if aq.Since, err = consumer.ParseSince(s, time.Now()); err != nil {
 			writeError(w, http.StatusBadRequest, "since: "+err.Error())
 			return
 		}

@@ -258,8 +258,10 @@ func TestAPI(t *testing.T) {
 	if code := call(t, "POST", base+"/api/v1/endpoints/ep-010/replay", token, nil, &replay); code != 200 {
 		t.Errorf("replay dead letters: %d", code)
 	}
-	if code := call(t, "POST", base+"/api/v1/endpoints/ep-010/replay", token, map[string]string{"since": "yesterday"}, nil); code != http.StatusBadRequest {
-		t.Errorf("replay bad since: %d", code)
+	for _, bad := range []string{"yesterday", "2999-01-01T00:00:00Z"} {
+		if code := call(t, "POST", base+"/api/v1/endpoints/ep-010/replay", token, map[string]string{"since": bad}, nil); code != http.StatusBadRequest {
+			t.Errorf("replay since %s: %d, want 400", bad, code)
+		}
 	}
 	var rot struct {
 		SigningSecret string `json:"signing_secret"`

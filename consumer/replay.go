@@ -136,3 +136,21 @@ func readAll(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 		}
 	}
 }
+
+// ParseSince reads the start of a replay or a look-back, as `replay --since`,
+// `attempts --since` and the API take it: an RFC 3339 time, at most
+// statekv.MaxClockSkew ahead of now (a time in the future would replay
+// nothing now and everything later), or a duration before now (e.g. 2h).
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.After(now.Add(statekv.MaxClockSkew)) {
+			return time.Time{}, fmt.Errorf("%s is in the future", t.UTC().Format(time.RFC3339))
+		}
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
+	}
+	return now.Add(-d), nil
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 )
 
 var attemptsCmd = &command{
@@ -27,7 +28,7 @@ var attemptsCmd = &command{
 				q.Outcome = "failed"
 			}
 			if *since != "" {
-				t, err := parseSince(*since, time.Now())
+				t, err := consumer.ParseSince(*since, time.Now())
 				if err != nil {
 					return usageError{fmt.Errorf("attempts --since: %w", err)}
 				}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
-	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
 var replayCmd = &command{
@@ -28,7 +27,7 @@ func replay(ctx context.Context, c *cli, pos []string, since string) error {
 	}
 	var from time.Time
 	if since != "" {
-		if from, err = parseSince(since, time.Now()); err != nil {
+		if from, err = consumer.ParseSince(since, time.Now()); err != nil {
 			return usageError{fmt.Errorf("replay --since: %w", err)}
 		}
 	}
@@ -57,21 +56,4 @@ func replay(ctx context.Context, c *cli, pos []string, since string) error {
 		fmt.Fprintln(c.sio.out)
 		return nil
 	})
-}
-
-// parseSince reads an RFC 3339 time or a duration before now. A time more than
-// statekv.MaxClockSkew after now is refused: it would replay nothing, or, with a
-// clock gone wrong, what nobody asked for.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		if t.After(now.Add(statekv.MaxClockSkew)) {
-			return time.Time{}, fmt.Errorf("%s is in the future", t.UTC().Format(time.RFC3339))
-		}
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
-	}
-	return now.Add(-d), nil
 }
