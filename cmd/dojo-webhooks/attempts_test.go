@@ -64,6 +64,7 @@ func TestAttemptsAndHistoryCommands(t *testing.T) {
 	kv := kvOf(t, s.ClientURL())
 	waitFor(t, 5*time.Second, "inactive_tmp", func() bool { return getRecord(t, kv, "flaky").Status == statekv.StatusInactiveTmp })
 	store := statekv.NewStore(kv)
+	failing.setStatus(200) // the redelivery after the reactivation succeeds, which writes nothing in active_tmp
 	if _, _, err := store.Apply(context.Background(), "flaky", statekv.Event{Input: statekv.ReactivateTimer},
 		func() time.Time { return time.Now().Add(2 * time.Hour) }, statekv.DefaultPolicy()); err != nil {
 		t.Fatal(err)
@@ -71,7 +72,6 @@ func TestAttemptsAndHistoryCommands(t *testing.T) {
 	if res := runCmd(t, env, "", "endpoint", "deactivate", "flaky"); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
-	failing.setStatus(200)
 	if res := runCmd(t, env, "", "endpoint", "activate", "flaky"); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
