@@ -18,8 +18,8 @@ var pageNames = []string{"list", "endpoint", "add", "added", "remove", "secret",
 
 // view is what the layout renders: the page's title, who is there and the page's data.
 type view struct {
-	Title   string
-	Nav     string // the menu entry to mark as current
+	Title    string
+	Nav      string // the menu entry to mark as current
 	CSRF     string // the session's CSRF token, for the forms
 	Authed   bool   // the visitor may use the console (the menu is shown)
 	LoggedIn bool   // the visitor logged in with the token (a logout button is shown)
