@@ -126,7 +126,7 @@ func (c *Console) Handler() http.Handler {
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin") // not no-referrer: with it, browsers send "Origin: null" on the console's own forms
 		h.Set("Cache-Control", "no-store")
 		if _, pattern := c.mux.Handler(r); pattern == "" {
 			c.render(w, r, http.StatusNotFound, "message", "Not found", nil, message{Text: "No such page: " + r.URL.Path})

@@ -82,7 +82,7 @@ func seed(t testing.TB, sc *sidecar.Sidecar, n int, url string) {
 	for i := 1; i <= n; i++ {
 		rec := statekv.Record{ID: fmt.Sprintf("ep-%03d", i), Name: fmt.Sprintf("Endpoint %03d", i), URL: url,
 			Status: seedStatuses[(i-1)%len(seedStatuses)], Owner: owners[(i-1)%len(owners)], CreatedAt: time.Now().UTC()}
-		if !rec.Status.Deliverable() {
+		if rec.Status != statekv.StatusActive {
 			rec.Note, rec.FirstError, rec.LastError = "HTTP 500 from the receiver", time.Now().UTC(), time.Now().UTC().Add(time.Duration(i)*time.Second)
 		}
 		if _, err := sc.Store().Create(ctx, rec); err != nil {
@@ -95,7 +95,7 @@ func seed(t testing.TB, sc *sidecar.Sidecar, n int, url string) {
 // addXSS stores the escaping probe as endpoint "xss".
 func addXSS(t testing.TB, sc *sidecar.Sidecar, url string) {
 	t.Helper()
-	rec := statekv.Record{ID: "xss", Name: xssName, Note: xssNote, URL: url, Status: statekv.StatusInactiveTmp,
+	rec := statekv.Record{ID: "xss", Name: xssName, Note: xssNote, URL: url, Status: statekv.StatusInactivePermanent,
 		Owner: `"><script>alert("owner")</script>`, CreatedAt: time.Now().UTC()}
 	if _, err := sc.Store().Create(context.Background(), rec); err != nil {
 		t.Fatal(err)
