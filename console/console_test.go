@@ -2,12 +2,18 @@ package console_test
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/dojo-webhooks/dojo-webhooks/attempts"
 	"github.com/dojo-webhooks/dojo-webhooks/console"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -249,5 +255,112 @@ func TestAddRefusalKeepsTheForm(t *testing.T) {
 	}
 	if r := do(t, c, "GET", base+"/ui/endpoints/jira", nil, nil); strings.Contains(r.body, e.Record.Secret) {
 		t.Error("the endpoint page shows the signing secret")
+	}
+}
+
+// TestActions runs every button of the endpoint page through its form.
+func TestActions(t *testing.T) {
+	sc, base := startSidecar(t, "")
+	seed(t, sc, 1, receiver(t, http.StatusOK))
+	const id = "ep-001"
+	c := client(t)
+	page := base + "/ui/endpoints/" + id
+	post := func(action string, form url.Values) response {
+		t.Helper()
+		form.Set("csrf", csrfOf(t, do(t, c, "GET", page, nil, nil).body))
+		return do(t, c, "POST", page+"/"+action, form, nil)
+	}
+	for _, tc := range []struct {
+		action string
+		form   url.Values
+		want   string
+	}{
+		{"ping", url.Values{}, "Ping answered 200"},
+		{"deactivate", url.Values{"note": {"maintenance <b>window</b>"}}, "Deactivated"},
+		{"skip", url.Values{}, "Skipped 0 waiting events"},
+		{"replay", url.Values{}, "Replayed 0 dead letters"},
+		{"replay-since", url.Values{"since": {"1h"}}, "Replayed 0 events published since"},
+		{"replay-since", url.Values{"since": {"yesterday"}}, "neither an RFC 3339 time nor a positive duration"},
+	} {
+		if r := post(tc.action, tc.form); r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/endpoints/"+id {
+			t.Fatalf("%s: %d to %q, want 303 back to the endpoint", tc.action, r.status, r.header.Get("Location"))
+		}
+		if r := do(t, c, "GET", page, nil, nil); !strings.Contains(r.body, tc.want) {
+			t.Errorf("after %s the page does not say %q", tc.action, tc.want)
+		}
+	}
+	if e, _ := sc.Store().Get(context.Background(), id); e.Record.Status != statekv.StatusInactivePermanent || e.Record.Note != "maintenance <b>window</b>" {
+		t.Errorf("after deactivate: %s %q", e.Record.Status, e.Record.Note)
+	}
+	r := post("rotate-secret", url.Values{})
+	secret := regexp.MustCompile(`value="(whsec_[^"]+)"`).FindStringSubmatch(r.body)
+	if r.status != http.StatusOK || secret == nil {
+		t.Fatalf("rotate-secret: %d, no new secret shown\n%s", r.status, r.body)
+	}
+	if e, _ := sc.Store().Get(context.Background(), id); e.Record.Secret != html.UnescapeString(secret[1]) {
+		t.Error("the shown secret is not the stored one")
+	}
+	if r := do(t, c, "GET", page, nil, nil); strings.Contains(r.body, secret[1]) {
+		t.Error("the endpoint page shows the secret again")
+	}
+	if r := do(t, c, "GET", page+"/remove", nil, nil); !strings.Contains(r.body, `id="confirm-remove"`) {
+		t.Fatalf("the remove step has no confirmation button:\n%s", r.body)
+	}
+	if r := post("remove", url.Values{}); r.status != http.StatusSeeOther {
+		t.Fatalf("unconfirmed remove: %d", r.status)
+	}
+	if _, err := sc.Store().Get(context.Background(), id); err != nil {
+		t.Fatalf("an unconfirmed remove removed the endpoint: %v", err)
+	}
+	if r := post("remove", url.Values{"confirm": {id}}); r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/endpoints" {
+		t.Fatalf("confirmed remove: %d to %q", r.status, r.header.Get("Location"))
+	}
+	if _, err := sc.Store().Get(context.Background(), id); err == nil {
+		t.Error("the confirmed remove kept the endpoint")
+	}
+	if r := do(t, c, "GET", base+"/ui/endpoints", nil, nil); !strings.Contains(r.body, "Endpoint ep-001 removed.") {
+		t.Error("the list does not say the endpoint was removed")
+	}
+	if r := do(t, c, "GET", page, nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("GET a removed endpoint: %d, want 404", r.status)
+	}
+}
+
+// TestEventLookupAndOverview: an event delivered to an endpoint is found by its
+// stream sequence and its webhook-id, and counted on the overview's chart.
+func TestEventLookupAndOverview(t *testing.T) {
+	sc, base := startSidecar(t, "")
+	ctx := context.Background()
+	if _, err := sc.Store().Create(ctx, statekv.Record{ID: "hook", Name: "hook", URL: receiver(t, http.StatusOK),
+		Status: statekv.StatusActive, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the watcher sees the endpoint", func() bool { _, ok := sc.Watcher().Get("hook"); return ok })
+	msg := nats.NewMsg(sc.Names().EventSubject("finding_added"))
+	msg.Header.Set(nats.MsgIdHdr, "evt-lookup-1")
+	msg.Data = []byte(`{"title":"x"}`)
+	ack, err := sc.JetStream().PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the delivery is in the attempt log", func() bool {
+		recs, _ := attempts.ForWebhookID(ctx, sc.JetStream(), sc.Names(), "evt-lookup-1")
+		return len(recs) > 0
+	})
+	c := client(t)
+	r := do(t, c, "GET", base+"/ui/events?seq="+strconv.FormatUint(ack.Sequence, 10), nil, nil)
+	for _, want := range []string{"evt-lookup-1", `href="/ui/endpoints/hook"`, "finding_added", "success"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the lookup by sequence lacks %s", want)
+		}
+	}
+	if r := do(t, c, "GET", base+"/ui/events?seq=999", nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("an absent sequence: %d, want 404", r.status)
+	}
+	if r := do(t, c, "GET", base+"/ui/events?webhook_id=evt-lookup-1", nil, nil); !strings.Contains(r.body, `href="/ui/endpoints/hook"`) {
+		t.Error("the lookup by webhook-id does not list the endpoint's attempt")
+	}
+	if r := do(t, c, "GET", base+"/ui/overview", nil, nil); !strings.Contains(r.body, "1 attempts, 0 failed") {
+		t.Errorf("the overview does not count the delivery:\n%s", r.body)
 	}
 }
