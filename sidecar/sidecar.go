@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dojo-webhooks/dojo-webhooks/attempts"
+	"github.com/dojo-webhooks/dojo-webhooks/console"
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
@@ -165,12 +166,24 @@ func (s *Sidecar) mountAPI() {
 	access := api.Access{Token: s.cfg.APIToken, Loopback: api.IsLoopback(s.ln.Addr().String())}
 	if !access.Enabled() {
 		s.log.Warn().Str("addr", s.ln.Addr().String()).
-			Msg("management API off: the HTTP server is not on loopback and DOJO_WEBHOOKS_API_TOKEN is empty")
+			Msg("management API and web console off: the HTTP server is not on loopback and DOJO_WEBHOOKS_API_TOKEN is empty")
 		return
 	}
 	s.api = api.New(api.Config{Access: access, Names: s.names, JetStream: s.js, Watcher: s.watcher,
 		Admin: s.Admin(), Logger: s.log})
 	s.mux.Handle(api.Prefix, s.api.Handler())
+	s.mountConsole(access)
+}
+
+// mountConsole mounts the web console under console.Prefix, behind the API's access rule.
+func (s *Sidecar) mountConsole(access api.Access) {
+	c, err := console.New(console.Config{Access: access, API: s.api, Admin: s.Admin(), JetStream: s.js,
+		Names: s.names, Logger: s.log, Now: s.cfg.Clock.Now})
+	if err != nil {
+		s.log.Error().Err(err).Msg("web console off")
+		return
+	}
+	s.mux.Handle(console.Prefix, c.Handler())
 }
 
 // Admin is the endpoint actions over the sidecar's store and client, with pings
