@@ -138,10 +138,10 @@ func (c *Client) Send(ctx context.Context, req Request) Result {
 	// body is not drained: closing it early drops the connection instead.
 	// Keep enough more to mask a header value the snippet's end would cut in two.
 	kept := &snippet{keep: min(req.KeepBody, int(c.maxBody)) + len(req.HeaderValue)*min(req.KeepBody, 1)}
-	_, rerr := io.CopyN(kept, resp.Body, c.maxBody+1)
+	rerr := kept.read(resp.Body, c.maxBody+1)
 	_ = resp.Body.Close()
 	d := time.Since(start)
-	if rerr != nil && !errors.Is(rerr, io.EOF) {
+	if rerr != nil {
 		res := failed(c.bodyError(ctx, reqCtx, rerr, req.HeaderValue), d)
 		res.StatusCode, res.Header = resp.StatusCode, keptHeaders(resp.Header, req.HeaderValue)
 		return res
@@ -170,16 +170,27 @@ type snippet struct {
 	more bool
 }
 
-func (s *snippet) Write(p []byte) (int, error) {
-	n := len(p)
-	if room := s.keep - len(s.buf); room > 0 {
-		s.buf = append(s.buf, p[:min(room, len(p))]...)
-		p = p[min(room, len(p)):]
+// read reads at most limit bytes of body: the first keep into the snippet,
+// the rest discarded through io.Discard's pooled buffer (a writer of our own
+// would make io.Copy allocate 32 KiB per delivery). io.EOF is not an error.
+func (s *snippet) read(body io.Reader, limit int64) error {
+	if s.keep > 0 {
+		buf := make([]byte, min(int64(s.keep), limit))
+		n, err := io.ReadFull(body, buf)
+		s.buf, limit = buf[:n], limit-int64(n)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if len(p) > 0 && s.keep > 0 {
-		s.more = true
+	n, err := io.CopyN(io.Discard, body, limit)
+	s.more = s.keep > 0 && n > 0
+	if err == io.EOF {
+		return nil
 	}
-	return n, nil
+	return err
 }
 
 // redacted is the first n bytes kept, with the request's header value masked (a
