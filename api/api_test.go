@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/dojo-webhooks/dojo-webhooks/api"
-	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/sidecartest"
 	"github.com/dojo-webhooks/dojo-webhooks/sidecar"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -28,33 +25,10 @@ const token = "t0ken-for-the-api-test"
 // secrets are values no answer may contain.
 var secrets = []string{"hdr-secret-value", "url-pass-word", token}
 
-// startSidecar runs a sidecar on an embedded server with its HTTP server on
-// addr and returns it with its base URL.
+// startSidecar runs a sidecar with its HTTP server on addr and returns it with its base URL.
 func startSidecar(t *testing.T, addr, tok string) (*sidecar.Sidecar, string) {
 	t.Helper()
-	srv, nc, _ := natstest.JetStream(t)
-	_ = srv
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := sidecar.New(context.Background(), sidecar.Config{Listener: ln, APIToken: tok, Logger: zerolog.Nop(),
-		Policy: statekv.Policy{ReactivateAfter: time.Hour, RecoverAfter: time.Hour, GiveUpAfter: time.Hour}}, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sidecar: %v", err)
-		}
-	})
-	<-sc.Synced()
-	port := ln.Addr().(*net.TCPAddr).Port
-	return sc, fmt.Sprintf("http://127.0.0.1:%d", port)
+	return sidecartest.Start(t, addr, tok)
 }
 
 // call sends one API request and decodes the JSON answer into out (when not nil).

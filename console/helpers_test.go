@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -14,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/sidecartest"
 	"github.com/dojo-webhooks/dojo-webhooks/sidecar"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -28,32 +25,11 @@ const (
 	xssNote = `<img src=x onerror=alert("note")><script>alert("note")</script>`
 )
 
-// startSidecar runs a sidecar on an embedded server, its HTTP server on a
-// loopback port, with the API token tok (empty = none), and returns it with
-// its base URL.
+// startSidecar runs a sidecar with its HTTP server on a loopback port and the
+// API token tok (empty = none), and returns it with its base URL.
 func startSidecar(t testing.TB, tok string) (*sidecar.Sidecar, string) {
 	t.Helper()
-	_, nc, _ := natstest.JetStream(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := sidecar.New(context.Background(), sidecar.Config{Listener: ln, APIToken: tok, Logger: zerolog.Nop(),
-		Policy: statekv.Policy{ReactivateAfter: time.Hour, RecoverAfter: time.Hour, GiveUpAfter: time.Hour}}, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sidecar: %v", err)
-		}
-	})
-	<-sc.Synced()
-	return sc, "http://" + ln.Addr().String()
+	return sidecartest.Start(t, "127.0.0.1:0", tok)
 }
 
 // receiver is an endpoint's HTTP server answering status to every request.
