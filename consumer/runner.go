@@ -173,6 +173,9 @@ func (r *runner) handle(msg jetstream.Msg) {
 
 // record puts the attempt in the attempt log (queued: it never waits).
 func (r *runner) record(a attempt, res delivery.Result, start time.Time, after statekv.Status) {
+	if !r.m.cfg.Attempts.Enabled(res.Class != delivery.Success) {
+		return // the log is off, or keeps failures only: build nothing on the delivery's path
+	}
 	kind := attempts.KindDelivery
 	if a.replay {
 		kind = attempts.KindReplay
