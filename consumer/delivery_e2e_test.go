@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -150,9 +151,10 @@ func TestMaxInFlightBoundsConcurrentRequests(t *testing.T) {
 		h.publish("scan_added", eventBody("scan_added", i), map[string]string{nats.MsgIdHdr: id})
 	}
 	waitFor(t, waitTimeout, func() bool { now, _ := r.concurrency(); return now == 4 })
-	info := h.mustConsumerInfo("par")
-	if info.NumAckPending != 4 {
-		t.Errorf("consumer info: %d ack pending while 4 requests are held, want 4", info.NumAckPending)
+	// The server hands out the window (max(PipelineWindow, 4N)) ahead; 4 of them are sent.
+	h.waitConsumer("par", func(i *jetstream.ConsumerInfo) bool { return i.NumAckPending == max(consumer.PipelineWindow, 4*4) })
+	if now, most := r.concurrency(); now != 4 || most != 4 {
+		t.Errorf("%d requests in progress (at most %d) while the window is fetched, want 4", now, most)
 	}
 	r.openGate()
 	r.waitAnswered(t, n)

@@ -34,8 +34,10 @@
 // be sent to. A failed server operation is retried every reconcileRetry.
 //
 // Runner (runner.go): one per deliverable endpoint and sidecar. It consumes the
-// endpoint's consumer with at most Config.MaxInFlight requests in flight
-// (MaxAckPending: in publish order when 1), and for each message checks that
+// endpoint's consumer with at most Config.MaxInFlight requests in flight (in
+// publish order when 1), the server handing it a window of events ahead
+// (MaxAckPending PipelineWindow; window.go: order, give-back, take-over; the
+// ordered consumer is pinned to one sidecar), and for each message checks that
 // the endpoint may be sent to, routes it (owner and event filter), builds the
 // request with NewRequest (request.go), sends it, logs it, tells the Observer,
 // and settles it. A panic in one delivery is logged and the event NAKed with

@@ -9,6 +9,7 @@ package consumer_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -488,6 +489,7 @@ type receiver struct {
 	status      int                   // answer, or statusHang
 	hangIf      func(r received) bool // optional: hang these whatever status says
 	gate        chan struct{}         // when set, requests wait for it to close before answering
+	statusFor   map[int]int           // optional: the answer to the first request of these event numbers
 	inflight    int
 	maxInflight int
 }
@@ -555,11 +557,24 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	status = r.status
+	if s, ok := r.statusFor[eventNumberOf(body)]; ok {
+		status = s
+		delete(r.statusFor, eventNumberOf(body))
+	}
 	r.mu.Unlock()
 	if status == statusHang {
 		status = http.StatusServiceUnavailable // switched to hang while gated: answer something
 	}
 	w.WriteHeader(status)
+}
+
+// eventNumberOf is the "n" of an eventBody, -1 when it has none.
+func eventNumberOf(body []byte) int {
+	var v struct{ N *int }
+	if json.Unmarshal(body, &v) != nil || v.N == nil {
+		return -1
+	}
+	return *v.N
 }
 
 // answer sets the status of the next answers (statusHang: hold the requests).
@@ -674,4 +689,12 @@ func (r *receiver) concurrency() (now, most int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.inflight, r.maxInflight
+}
+
+// setStatusFor answers status to the first request carrying event number n
+// (eventBody), and the receiver's status to the others.
+func (r *receiver) setStatusFor(n, status int) {
+	r.mu.Lock()
+	r.statusFor = map[int]int{n: status}
+	r.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -28,7 +29,34 @@ const (
 	AckWait = 10 * time.Second
 	// reconcileRetry is how long a failed consumer operation waits before it is tried again.
 	reconcileRetry = time.Second
+	// ReconcileParallelism is how many endpoints Run reconciles at once (each a
+	// few server round trips: at start-up, one consumer created per endpoint).
+	// One endpoint is never reconciled by two at once, and a batch is done
+	// before the next change is looked at.
+	ReconcileParallelism = 16
+	// PipelineWindow is how many events the server may hand an endpoint's consumer
+	// ahead of their acks (MaxAckPending) with MaxInFlight 1: the runner delivers
+	// them one at a time in stream order, but the next one is already here when a
+	// request ends, so no NATS round trip sits between two deliveries. With
+	// MaxInFlight N > 1 the window is max(PipelineWindow, 4N) (windowFor).
+	PipelineWindow = 64
+	// PinnedTTL is how long an endpoint's ordered consumer (MaxInFlight 1) stays
+	// pinned to a sidecar that stopped pulling without unpinning (killed,
+	// disconnected) before another replica takes over: a pinned sidecar pulls
+	// again at least every pullExpiry, or two missed heartbeats after its pull
+	// vanished. The replica taking over resets the consumer to its ack floor
+	// before it delivers (runner.sync), so the dead sidecar's window comes again
+	// in stream order.
+	PinnedTTL = pullExpiry + 2*pullHeartbeat
+	// priorityGroup is the priority group of the ordered consumers (pinned_client policy).
+	priorityGroup = "deliver"
 )
+
+// windowFor is the MaxAckPending of an endpoint's consumer for maxInFlight
+// requests in flight; see PipelineWindow.
+func windowFor(maxInFlight int) int {
+	return max(PipelineWindow, 4*maxInFlight)
+}
 
 // Config configures a Manager; zero values take the documented defaults
 // (withDefaults applies them, validate checks the result).
@@ -112,7 +140,10 @@ type Manager struct {
 
 	kick chan string // endpoints to reconcile again (a consume that ended, a failed operation)
 
-	// endpoints is touched only by Run's goroutine.
+	// endpoints is touched by Run's goroutine and the reconciles it runs
+	// (reconcileAll); mu guards the map, an endpointState is touched by the one
+	// reconcile of its endpoint at a time.
+	mu        sync.Mutex
 	endpoints map[string]*endpointState
 
 	// deliverCtx outlives Run's ctx by the shutdown grace, so that in-flight requests can finish.
@@ -200,10 +231,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			for _, id := range batch {
-				if !m.reconcile(ctx, id) {
-					pending[id] = true
-				}
+			for _, id := range m.reconcileAll(ctx, batch) {
+				pending[id] = true
 			}
 		case id := <-m.kick:
 			if m.recheck(id) && !m.reconcile(ctx, id) {
@@ -212,19 +241,66 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-retry.C:
 		}
 		if len(pending) > 0 {
-			for id := range pending {
-				if ctx.Err() != nil {
-					return nil
-				}
-				if m.reconcile(ctx, id) {
-					delete(pending, id)
-				}
+			if ctx.Err() != nil {
+				return nil
+			}
+			again := m.reconcileAll(ctx, slices.Collect(maps.Keys(pending)))
+			clear(pending)
+			for _, id := range again {
+				pending[id] = true
 			}
 			if len(pending) > 0 {
 				retry.Reset(reconcileRetry)
 			}
 		}
 	}
+}
+
+// reconcileAll reconciles ids, ReconcileParallelism at a time, each once, and
+// returns those to retry. It returns when all are done, so that a later change
+// of an endpoint is reconciled after this one.
+func (m *Manager) reconcileAll(ctx context.Context, ids []string) (failed []string) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	if len(ids) == 1 {
+		if !m.reconcile(ctx, ids[0]) {
+			return ids
+		}
+		return nil
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		next = make(chan string)
+	)
+	for range min(ReconcileParallelism, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				if !m.reconcile(ctx, id) {
+					mu.Lock()
+					failed = append(failed, id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	return failed
+}
+
+// state returns the endpoint's state, nil when it has none.
+func (m *Manager) state(id string) *endpointState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.endpoints[id]
 }
 
 // shutdown stops every runner and waits for in-flight deliveries, at most the grace period.
@@ -254,12 +330,14 @@ func (m *Manager) shutdown() {
 // It returns false when a server operation failed and should be retried.
 func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	view, ok := m.cfg.Watcher.Get(id)
-	st := m.endpoints[id]
+	st := m.state(id)
 	if !ok {
 		if st != nil && st.runner != nil {
 			st.runner.stop()
 		}
+		m.mu.Lock()
 		delete(m.endpoints, id)
+		m.mu.Unlock()
 		err := m.stream.DeleteConsumer(ctx, contract.ConsumerName(id))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("removing the consumer of a removed endpoint failed; retrying")
@@ -272,7 +350,9 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	}
 	if st == nil {
 		st = &endpointState{}
+		m.mu.Lock()
 		m.endpoints[id] = st
+		m.mu.Unlock()
 	}
 	if !view.Valid() {
 		// Held: keep what was delivered and what is waiting; send nothing until the record is fixed.
@@ -326,7 +406,7 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 		}
 		st.runner = r
 	} else if !deliverable && st.runner != nil {
-		st.runner.stop()
+		st.runner.stopPaused() // paused above
 		st.runner = nil
 	}
 	return true
@@ -396,7 +476,7 @@ func (m *Manager) pauseAfterFailure(ctx context.Context, r *runner, entry statek
 // that failure yet: reconciling the older view now could undo the pause; the
 // watcher's update reconciles it.
 func (m *Manager) recheck(id string) bool {
-	st := m.endpoints[id]
+	st := m.state(id)
 	if st == nil {
 		return true
 	}
@@ -456,8 +536,14 @@ func (m *Manager) consumerConfig(id string, def consumerDef, start, pauseUntil t
 		AckWait:        AckWait,
 		MaxDeliver:     -1,
 		FilterSubjects: def.filters,
-		MaxAckPending:  m.cfg.MaxInFlight,
+		MaxAckPending:  windowFor(m.cfg.MaxInFlight),
 		Replicas:       m.cfg.Replicas,
+	}
+	if m.ordered() {
+		// One sidecar at a time receives the window (another takes over when it
+		// unpins at stop, or PinnedTTL after it stopped pulling): two replicas
+		// pulling one window would interleave the endpoint's events.
+		cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL = jetstream.PriorityPolicyPinned, []string{priorityGroup}, PinnedTTL
 	}
 	if !start.IsZero() {
 		start := start.UTC()
@@ -518,7 +604,7 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 			}
 			m.log.Info().Str("endpoint", id).Str("consumer", name).Time("start", want.start).Msg("endpoint consumer restarted from a new start")
 		} else {
-			if !have.equal(want) || info.Config.MaxAckPending != cfg.MaxAckPending || info.Config.AckWait != cfg.AckWait {
+			if !have.equal(want) || !sameDelivery(info.Config, cfg) {
 				cfg.PauseUntil = nil // pause is set apart below
 				if c, err = m.stream.UpdateConsumer(ctx, cfg); err != nil {
 					return fmt.Errorf("update consumer %s: %w", name, err)
@@ -534,6 +620,19 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 	}
 	st.def, st.defined, st.pauseUntil, st.consumer = want, true, pauseUntil, c
 	return nil
+}
+
+// ordered reports whether the endpoints are delivered in publish order (MaxInFlight 1).
+func (m *Manager) ordered() bool { return m.cfg.MaxInFlight == 1 }
+
+// sameDelivery reports whether the server's consumer config have delivers like
+// want: window, ack wait and priority policy (a consumer created by an older
+// version, or with another MaxInFlight, is updated in place: all of them may be
+// updated, and the consumer keeps its position).
+func sameDelivery(have, want jetstream.ConsumerConfig) bool {
+	return have.MaxAckPending == want.MaxAckPending && have.AckWait == want.AckWait &&
+		have.PriorityPolicy == want.PriorityPolicy && have.PinnedTTL == want.PinnedTTL &&
+		slices.Equal(have.PriorityGroups, want.PriorityGroups)
 }
 
 func filtersOf(c jetstream.ConsumerConfig) []string {

@@ -112,21 +112,24 @@ func TestTwoReplicasShareTheWork(t *testing.T) {
 }
 
 // A sidecar restarted with another MaxInFlight updates the existing consumers
-// (MaxAckPending) and keeps delivering; AckWait does not depend on the HTTP timeout.
+// (window, and the pin that keeps the order of MaxInFlight 1) and keeps
+// delivering; AckWait does not depend on the HTTP timeout.
 func TestRestartWithNewSettingsUpdatesConsumers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	r := h.newReceiver(http.StatusOK)
 	h.addEndpoint("cfg", r.URL())
 	info := h.waitConsumer("cfg", func(*jetstream.ConsumerInfo) bool { return true })
-	if info.Config.MaxAckPending != 1 || info.Config.AckWait != consumer.AckWait {
+	if info.Config.MaxAckPending != consumer.PipelineWindow || info.Config.PriorityPolicy != jetstream.PriorityPolicyPinned ||
+		info.Config.AckWait != consumer.AckWait {
 		t.Errorf("consumer: max ack pending %d, ack wait %s", info.Config.MaxAckPending, info.Config.AckWait)
 	}
 	h.stopSidecar()
 	h.opts.MaxInFlight, h.opts.Timeout = 3, 5*time.Second
 	h.resumeSidecar()
 	h.waitConsumer("cfg", func(i *jetstream.ConsumerInfo) bool {
-		return i.Config.MaxAckPending == 3 && i.Config.AckWait == consumer.AckWait
+		return i.Config.MaxAckPending == max(consumer.PipelineWindow, 4*3) && i.Config.PriorityPolicy == jetstream.PriorityPolicyNone &&
+			i.Config.AckWait == consumer.AckWait
 	})
 	h.publish("ping", eventBody("ping", 1), map[string]string{nats.MsgIdHdr: "after-restart"})
 	r.waitID(t, "after-restart")

@@ -48,15 +48,32 @@ func observerOrNop(o Observer) Observer {
 	return o
 }
 
-// runner consumes one endpoint's durable consumer.
+// runner consumes one endpoint's durable consumer; see "The window" in window.go.
 type runner struct {
 	m        *Manager
 	id       string
+	ordered  bool // MaxInFlight 1: one at a time, in stream order
 	cc       jetstream.ConsumeContext
 	stopping atomic.Bool
+	stopAt   atomic.Int64 // when stop was called (unix ns)
+	paused   atomic.Bool  // stopped because the consumer was paused (stopPaused)
 	sem      chan struct{}
-	inflight sync.WaitGroup
-	pausedAt atomic.Uint64 // revision of the failure after which this runner paused the consumer itself (see pauseAfterFailure)
+	inflight sync.WaitGroup // messages received and not settled yet
+	workers  sync.WaitGroup // the worker goroutine, while it runs
+	pausedAt atomic.Uint64  // revision of the failure after which this runner paused the consumer itself (see pauseAfterFailure)
+
+	mu        sync.Mutex
+	queue     []jetstream.Msg // received, not handled yet, in arrival order
+	current   jetstream.Msg   // being handled (ordered only)
+	working   bool            // a worker goroutine is handling the queue
+	keepAlive *time.Timer     // keepWindow's, while the window is not empty
+
+	// Touched only by the worker (ordered), then by finish.
+	back         []outEvent    // given back and not handed back yet, by stream sequence
+	backDelay    time.Duration // the delay they were given back with
+	synced       bool          // the first events received are in stream order (sync)
+	resetSent    bool          // sync reset the consumer
+	lastDelivery uint64        // consumer sequence of the last event received (deliveries to this runner are consecutive)
 }
 
 // startRunner consumes the endpoint's consumer through cons, or a handle looked
@@ -68,13 +85,13 @@ func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, erro
 			return nil, fmt.Errorf("consumer %s: %w", contract.ConsumerName(id), err)
 		}
 	}
-	r := &runner{m: m, id: id, sem: make(chan struct{}, m.cfg.MaxInFlight)}
+	r := &runner{m: m, id: id, ordered: m.ordered(), sem: make(chan struct{}, m.cfg.MaxInFlight)}
 	// The server hands out at most MaxInFlight at a time whatever the batch; a
 	// large batch keeps a pull open. With a small one, nats.go v1.55.0 can leave a
 	// MaxAckPending=1 consumer with no pull outstanding until the next missed
 	// heartbeat (seconds without deliveries: measured by the bench command).
-	batch := max(2*m.cfg.MaxInFlight, 256)
-	cc, err := cons.Consume(r.dispatch,
+	batch := max(2*windowFor(m.cfg.MaxInFlight), 256)
+	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(batch),
 		// Short pulls with frequent heartbeats: when the server leading this consumer
 		// dies, its pending pull vanishes silently; missing heartbeats (2 × 2 s) make
@@ -90,7 +107,12 @@ func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, erro
 				return
 			}
 			m.log.Debug().Str("endpoint", id).Err(err).Msg("consume")
-		}))
+		}),
+	}
+	if r.ordered {
+		opts = append(opts, jetstream.PullPriorityGroup(priorityGroup))
+	}
+	cc, err := cons.Consume(r.dispatch, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", contract.ConsumerName(id), err)
 	}
@@ -99,17 +121,26 @@ func (m *Manager) startRunner(id string, cons jetstream.Consumer) (*runner, erro
 	go func() {
 		defer m.runners.Done()
 		<-cc.Closed()
-		r.inflight.Wait()
+		r.finish()
 	}()
 	return r, nil
 }
 
-// stop ends fetching; messages already buffered are NAKed, requests in flight finish.
+// stop ends fetching; the request in flight finishes, the events received
+// and not sent yet are NAKed in stream order once the consume has ended (finish).
 func (r *runner) stop() {
 	if r.stopping.Swap(true) {
 		return
 	}
+	r.stopAt.Store(time.Now().UnixNano())
 	r.cc.Drain()
+}
+
+// stopPaused is stop for a consumer that is paused on the server: what is left
+// is given back with NAKs, which nats-server keeps in order while paused.
+func (r *runner) stopPaused() {
+	r.paused.Store(true)
+	r.stop()
 }
 
 // ended reports whether the consume ended by itself (consumer deleted) or was stopped.
@@ -120,20 +151,6 @@ func (r *runner) ended() bool {
 	default:
 		return r.stopping.Load()
 	}
-}
-
-func (r *runner) dispatch(msg jetstream.Msg) {
-	if r.m.cfg.MaxInFlight == 1 {
-		r.inflight.Add(1)
-		r.handle(msg)
-		return
-	}
-	r.sem <- struct{}{}
-	r.inflight.Add(1)
-	go func() {
-		defer func() { <-r.sem }()
-		r.handle(msg)
-	}()
 }
 
 // attempt is one event routed to this runner's endpoint, ready to be sent.
@@ -216,7 +233,9 @@ func (r *runner) check(msg jetstream.Msg) (statekv.Record, *jetstream.MsgMetadat
 		return statekv.Record{}, nil, false
 	}
 	view, ok := m.cfg.Watcher.Get(r.id)
-	if !ok || !view.Valid() || !view.Record.Status.Deliverable() {
+	// Older than a failure after which this runner paused the consumer: the
+	// watcher has not seen it yet, and the events of the window must wait too.
+	if !ok || !view.Valid() || !view.Record.Status.Deliverable() || view.Revision < r.pausedAt.Load() {
 		_ = msg.NakWithDelay(notDeliverableDelay) // the consumer is being paused: it keeps the event
 		return statekv.Record{}, nil, false
 	}

@@ -11,8 +11,9 @@ import (
 // still being published, and started again. All 20,000 arrive; an event that
 // arrives twice (answered by the receiver but not acknowledged before the kill)
 // carries the same webhook-id both times; with max-in-flight 1 the endpoint gets
-// them in publish order, a copy arriving again only as the redelivery of the
-// latest one. The pause after the kill is bounded by the consumer's AckWait.
+// them in publish order, a copy arriving again only as a redelivery of events
+// already sent (the killed sidecar's last acks may not have reached the server).
+// The pause after the kill is bounded by redeliveryBound (the pin's timeout).
 func TestSIGKILLMidLoadLosesNothing(t *testing.T) {
 	t.Parallel()
 	const total = 20_000
