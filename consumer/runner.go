@@ -74,6 +74,40 @@ type runner struct {
 	synced       bool          // the first events received are in stream order (sync)
 	resetSent    bool          // sync reset the consumer
 	lastDelivery uint64        // consumer sequence of the last event received (deliveries to this runner are consecutive)
+
+	ackMu    sync.Mutex
+	acks     []jetstream.Msg // settled, their acks not sent yet (see ack)
+	ackTimer *time.Timer     // flushAcks's, while acks is not empty
+}
+
+// ackCoalesce is how long an ack waits for the next ones, so that nats.go
+// writes them to the server together: at thousands of deliveries per second
+// one write (and one read on the server) per ack is most of the CPU left.
+const ackCoalesce = time.Millisecond
+
+// ack sends msg's ack within ackCoalesce, with the others settled meanwhile.
+func (r *runner) ack(msg jetstream.Msg) {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	r.acks = append(r.acks, msg)
+	if r.ackTimer == nil {
+		r.ackTimer = time.AfterFunc(ackCoalesce, r.flushAcks)
+	}
+}
+
+// flushAcks sends the acks waiting, in the order settled.
+func (r *runner) flushAcks() {
+	r.ackMu.Lock()
+	acks := r.acks
+	r.acks = nil
+	if r.ackTimer != nil {
+		r.ackTimer.Stop()
+		r.ackTimer = nil
+	}
+	r.ackMu.Unlock()
+	for _, msg := range acks {
+		_ = msg.Ack()
+	}
 }
 
 // startRunner consumes the endpoint's consumer through cons, or a handle looked
@@ -253,7 +287,7 @@ func (r *runner) route(msg jetstream.Msg, rec statekv.Record) (event string, rep
 		return "", false, false
 	}
 	if !ForEndpoint(rec, event, addressed, msg.Headers()) {
-		_ = msg.Ack() // not for this endpoint (owner, filter, or an operational event about it)
+		r.ack(msg) // not for this endpoint (owner, filter, or an operational event about it)
 		return "", false, false
 	}
 	return event, names.IsReplay(msg.Subject()), true
@@ -324,7 +358,7 @@ func (r *runner) settle(msg jetstream.Msg, a attempt, res delivery.Result) state
 			}
 			s.deadLetter = writeResult(err == nil)
 		case ack:
-			_ = msg.Ack()
+			r.ack(msg)
 			return after
 		case nak:
 			_ = msg.Nak()

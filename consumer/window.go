@@ -211,6 +211,7 @@ func (r *runner) sync(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 // after the reset). When it cannot, the runner delivers in the order received.
 func (r *runner) resetToFloor() bool {
 	r.resetSent = true
+	r.flushAcks()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := r.m.stream.ResetConsumer(ctx, contract.ConsumerName(r.id)); err != nil {
@@ -322,6 +323,7 @@ func (r *runner) finish() {
 	}
 	r.mu.Unlock()
 	slices.SortFunc(left, func(a, b jetstream.Msg) int { return compareSeq(streamSeq(a), streamSeq(b)) })
+	r.flushAcks() // before a reset, which would hand out again what they ack
 	if !r.ordered || r.paused.Load() || !r.resetTo(left) {
 		delay := time.Duration(0)
 		if len(r.back) > 0 {
@@ -339,6 +341,7 @@ func (r *runner) finish() {
 		r.inflight.Done()
 	}
 	r.inflight.Wait()
+	r.flushAcks()
 	if r.ordered && r.stopping.Load() && time.Since(r.stoppedAt()) < PinnedTTL/2 {
 		// Past PinnedTTL/2 the pin may already be another replica's: leave it.
 		ctx, cancel := context.WithTimeout(context.Background(), unpinTimeout)
