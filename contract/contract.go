@@ -194,6 +194,13 @@ func ConsumerEndpoint(consumer string) (endpoint string, ok bool) {
 	return id, ok && id != ""
 }
 
+// TerminatedAdvisorySubject is where nats-server announces, for every consumer
+// of stream, a delivery it ended without an acknowledgement: among them the
+// events the stream's limits discarded while a consumer held them.
+func TerminatedAdvisorySubject(stream string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + stream + ".*"
+}
+
 // Headers a publisher may set on an event.
 const (
 	// HeaderRecipient makes an event personal: delivered only to that user's endpoints.

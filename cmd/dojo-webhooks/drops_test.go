@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 )
@@ -52,7 +53,8 @@ func metricValue(t *testing.T, addr, sample string) float64 {
 // and an endpoint that fails, more events than the stream holds are published.
 // What the stream discarded before the endpoint received it is logged per
 // endpoint with the count, counted in dojo_webhooks_events_dropped_total,
-// shown in status and endpoint list (and their --json); a sidecar started
+// shown in status and endpoint list (and their --json: there within a window
+// of the count, see below); a sidecar started
 // with a still smaller limit says at start-up that stored events go.
 // Before, 6,586 of 10,001 events went without a word.
 func TestStreamLimitDropsAreReported(t *testing.T) {
@@ -110,21 +112,28 @@ func TestStreamLimitDropsAreReported(t *testing.T) {
 		t.Errorf("the warnings count %v dropped events, want %d", logged, want)
 	}
 
-	res := runCmd(t, env, "", "status")
-	if !strings.Contains(res.stdout, "DROPPED") || !strings.Contains(res.stdout, fmt.Sprintf(" %d ", want)) {
-		t.Errorf("status does not show %d dropped:\n%s", want, res.stdout)
+	// status and endpoint list estimate from the server's state alone: the
+	// events discarded while the sidecar held them in the endpoint's window
+	// (given back at the pause) moved the consumer's ack floor past them, so
+	// up to a window fewer show there than the sidecar counted.
+	shown := func(d any) bool {
+		f, ok := d.(float64)
+		return ok && f <= float64(want) && f >= float64(want)-float64(consumer.PipelineWindow)
 	}
 	var rep struct{ Endpoints []map[string]any }
-	if err := json.Unmarshal([]byte(runCmd(t, env, "", "status", "--json").stdout), &rep); err != nil || len(rep.Endpoints) != 1 || rep.Endpoints[0]["dropped"] != float64(want) {
-		t.Errorf("status --json: %v %v, want dropped %d", rep, err, want)
+	if err := json.Unmarshal([]byte(runCmd(t, env, "", "status", "--json").stdout), &rep); err != nil || len(rep.Endpoints) != 1 || !shown(rep.Endpoints[0]["dropped"]) {
+		t.Fatalf("status --json: %v %v, want dropped within a window below %d", rep, err, want)
 	}
-	res = runCmd(t, env, "", "endpoint", "list")
-	if !strings.Contains(res.stdout, "DROPPED") || !strings.Contains(res.stdout, fmt.Sprintf(" %d ", want)) {
-		t.Errorf("endpoint list does not show %d dropped:\n%s", want, res.stdout)
+	d := fmt.Sprintf(" %v ", rep.Endpoints[0]["dropped"])
+	if res := runCmd(t, env, "", "status"); !strings.Contains(res.stdout, "DROPPED") || !strings.Contains(res.stdout, d) {
+		t.Errorf("status does not show%sdropped:\n%s", d, res.stdout)
+	}
+	if res := runCmd(t, env, "", "endpoint", "list"); !strings.Contains(res.stdout, "DROPPED") || !strings.Contains(res.stdout, d) {
+		t.Errorf("endpoint list does not show%sdropped:\n%s", d, res.stdout)
 	}
 	var listed []map[string]any
-	if err := json.Unmarshal([]byte(runCmd(t, env, "", "endpoint", "list", "--json").stdout), &listed); err != nil || len(listed) != 1 || listed[0]["dropped"] != float64(want) {
-		t.Errorf("endpoint list --json: %v %v, want dropped %d", listed, err, want)
+	if err := json.Unmarshal([]byte(runCmd(t, env, "", "endpoint", "list", "--json").stdout), &listed); err != nil || len(listed) != 1 || !shown(listed[0]["dropped"]) {
+		t.Errorf("endpoint list --json: %v %v, want dropped within a window below %d", listed, err, want)
 	}
 
 	// A second sidecar with a smaller limit says so before it applies it.
