@@ -160,6 +160,7 @@ type endpointState struct {
 	pauseUntil time.Time          // zero = running
 	consumer   jetstream.Consumer // handle from the last define, nil when unknown
 	runner     *runner
+	absent     bool // a listing just now had no consumer for it: define creates without a lookup
 }
 
 // consumerDef is the part of a consumer's configuration that follows the record.
@@ -267,6 +268,7 @@ func (m *Manager) reconcileAll(ctx context.Context, ids []string) (failed []stri
 		}
 		return nil
 	}
+	m.markAbsent(ctx, ids)
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -294,6 +296,38 @@ func (m *Manager) reconcileAll(ctx context.Context, ids []string) (failed []stri
 	close(next)
 	wg.Wait()
 	return failed
+}
+
+// listAtOnce is the number of endpoints from which reconcileAll lists the
+// consumers first (one request per 1,024 names) instead of looking each up.
+const listAtOnce = 32
+
+// markAbsent lists the events stream's consumers when ids are many, and marks
+// the endpoints this manager knows nothing of yet and that have no consumer,
+// so that their first define creates it without a lookup: at start-up that is
+// one request per endpoint fewer, on a server that handles them one at a time.
+func (m *Manager) markAbsent(ctx context.Context, ids []string) {
+	if len(ids) < listAtOnce {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	lister := m.stream.ConsumerNames(ctx)
+	existing := map[string]bool{}
+	for name := range lister.Name() {
+		existing[name] = true
+	}
+	if err := lister.Err(); err != nil {
+		m.log.Debug().Err(err).Msg("listing consumers; looking each up")
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		if m.endpoints[id] == nil && !existing[contract.ConsumerName(id)] {
+			m.endpoints[id] = &endpointState{absent: true}
+		}
+	}
 }
 
 // state returns the endpoint's state, nil when it has none.
@@ -568,7 +602,12 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 		start = modified
 	}
 	cfg := m.consumerConfig(id, want, start, pauseUntil)
-	c, err := m.stream.Consumer(ctx, name)
+	var c jetstream.Consumer
+	var err error = jetstream.ErrConsumerNotFound
+	if !st.absent {
+		c, err = m.stream.Consumer(ctx, name)
+	}
+	st.absent = false
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		if st.runner != nil { // consuming a consumer that is gone: start again on the new one
