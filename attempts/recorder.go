@@ -27,8 +27,9 @@ const (
 	// maxPerMessage and maxMessageBytes bound one stored message of records.
 	maxPerMessage   = 128
 	maxMessageBytes = 256 << 10
-	// writeTimeout bounds the wait for one write's acks.
-	writeTimeout = 5 * time.Second
+	// writeTimeout bounds the wait for one write's acks: long enough for a
+	// server busy creating thousands of consumers at start-up (5 s was not).
+	writeTimeout = 30 * time.Second
 )
 
 // RecorderOptions configure a Recorder; zero values take the defaults.
