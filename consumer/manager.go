@@ -151,6 +151,7 @@ type Manager struct {
 	cancelDeliver context.CancelFunc
 	stopping      chan struct{}
 	runners       sync.WaitGroup
+	pinWarning    sync.Once // checkPinned's
 }
 
 // endpointState is what the manager last applied to the server for one endpoint.
@@ -658,7 +659,21 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 		}
 	}
 	st.def, st.defined, st.pauseUntil, st.consumer = want, true, pauseUntil, c
+	m.checkPinned(c)
 	return nil
+}
+
+// checkPinned warns once when the server did not keep an ordered consumer's
+// pinned_client priority group (nats-server before 2.11 ignores it): one
+// sidecar still delivers in order, several would interleave the window.
+func (m *Manager) checkPinned(c jetstream.Consumer) {
+	if c == nil || !m.ordered() || c.CachedInfo().Config.PriorityPolicy == jetstream.PriorityPolicyPinned {
+		return
+	}
+	m.pinWarning.Do(func() {
+		m.log.Warn().Str("consumer", c.CachedInfo().Name).
+			Msg("the NATS server does not keep pinned consumers (nats-server 2.11 or later does): run one sidecar only, or several would interleave an endpoint's events")
+	})
 }
 
 // ordered reports whether the endpoints are delivered in publish order (MaxInFlight 1).
