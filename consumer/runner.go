@@ -73,6 +73,7 @@ type runner struct {
 	backDelay    time.Duration // the delay they were given back with
 	synced       bool          // the first events received are in stream order (sync)
 	resetSent    bool          // sync reset the consumer
+	resetSeq     uint64        // the stream sequence it was reset to
 	lastDelivery uint64        // consumer sequence of the last event received (deliveries to this runner are consecutive)
 
 	ackMu    sync.Mutex

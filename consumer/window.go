@@ -194,6 +194,10 @@ func (r *runner) inOrder(msg jetstream.Msg) {
 func (r *runner) sync(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 	first := md.Sequence.Consumer == 1
 	if r.resetSent {
+		// The first delivery after the reset starts again at consumer sequence 1,
+		// at or past the sequence the server reset to; a first delivery of an
+		// earlier reset is below that.
+		first = first && md.Sequence.Stream >= r.resetSeq
 		if first {
 			r.synced = true
 		}
@@ -214,12 +218,15 @@ func (r *runner) resetToFloor() bool {
 	r.flushAcks()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := r.m.stream.ResetConsumer(ctx, contract.ConsumerName(r.id)); err != nil {
+	resp, err := r.m.stream.ResetConsumer(ctx, contract.ConsumerName(r.id))
+	if err != nil {
 		r.m.log.Warn().Str("endpoint", r.id).Err(err).Msg("resetting the consumer to its ack floor failed; delivering in the order received")
 		r.synced = true
 		return false
 	}
-	r.m.log.Debug().Str("endpoint", r.id).Msg("consumer reset to its ack floor: delivering from the first event not acked")
+	r.resetSeq = resp.ResetSeq
+	r.m.log.Info().Str("endpoint", r.id).Uint64("stream_seq", resp.ResetSeq).
+		Msg("ordered consumer reset to its ack floor: delivering again from the first event not acknowledged")
 	return true
 }
 
@@ -324,7 +331,16 @@ func (r *runner) finish() {
 	r.mu.Unlock()
 	slices.SortFunc(left, func(a, b jetstream.Msg) int { return compareSeq(streamSeq(a), streamSeq(b)) })
 	r.flushAcks() // before a reset, which would hand out again what they ack
-	if !r.ordered || r.paused.Load() || !r.resetTo(left) {
+	switch {
+	case r.ordered && !r.synced && (len(left) > 0 || r.lastDelivery != 0):
+		// Events came (so this runner holds the pin) but what is queued was not
+		// checked against the ack floor yet (sync), or was sent before this
+		// runner's own reset: it is no reset point (resetTo would skip the
+		// events below it), and NAKs would give it back out of order. Back to
+		// the ack floor: below it everything was acknowledged, so that never
+		// skips an event.
+		r.resetToFloor()
+	case !r.ordered || r.paused.Load() || !r.resetTo(left):
 		delay := time.Duration(0)
 		if len(r.back) > 0 {
 			delay = r.backDelay
