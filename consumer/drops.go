@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,7 @@ type dropWatch struct {
 // discarded while its consumer held them, reported at the next check.
 type heldDrops struct {
 	n, first, last uint64
+	seen           map[uint64]bool // nats-server may announce one sequence twice
 }
 
 // maxTerminatedQueue bounds the advisories of discarded events waiting for
@@ -60,6 +62,7 @@ type terminatedAdvisory struct {
 func (m *Manager) watchDrops(ctx context.Context) {
 	w := &dropWatch{reported: map[string]uint64{}, floor: map[string]uint64{}, held: map[string]*heldDrops{}}
 	terminated := make(chan terminatedAdvisory, maxTerminatedQueue)
+	var uncounted atomic.Uint64 // advisories dropped on a full queue
 	subj := contract.TerminatedAdvisorySubject(m.cfg.Names.Events)
 	sub, err := m.js.Conn().Subscribe(subj, func(msg *nats.Msg) {
 		var a terminatedAdvisory
@@ -69,7 +72,7 @@ func (m *Manager) watchDrops(ctx context.Context) {
 		select {
 		case terminated <- a:
 		default:
-			m.log.Debug().Str("consumer", a.Consumer).Uint64("stream_seq", a.StreamSeq).Msg("discarded-event advisory not counted: queue full")
+			uncounted.Add(1)
 		}
 	})
 	if err != nil {
@@ -86,6 +89,10 @@ func (m *Manager) watchDrops(ctx context.Context) {
 		case a := <-terminated:
 			m.countTerminated(w, a)
 		case <-t.C:
+			if n := uncounted.Swap(0); n > 0 {
+				m.log.Warn().Uint64("uncounted", n).Int("queue", maxTerminatedQueue).
+					Msg("events discarded in endpoints' windows were not counted: the advisory queue was full")
+			}
 			m.reportHeld(w)
 			m.checkDrops(ctx, w)
 			t.Reset(m.cfg.DropCheck)
@@ -103,9 +110,13 @@ func (m *Manager) countTerminated(w *dropWatch, a terminatedAdvisory) {
 	}
 	h := w.held[id]
 	if h == nil {
-		h = &heldDrops{first: a.StreamSeq}
+		h = &heldDrops{first: a.StreamSeq, seen: map[uint64]bool{}}
 		w.held[id] = h
 	}
+	if h.seen[a.StreamSeq] {
+		return
+	}
+	h.seen[a.StreamSeq] = true
 	h.n++
 	h.first, h.last = min(h.first, a.StreamSeq), max(h.last, a.StreamSeq)
 }

@@ -433,7 +433,10 @@ func (m *Manager) reconcile(ctx context.Context, id string) bool {
 	}
 	deliverable := rec.Status.Deliverable()
 	if deliverable && (st.runner == nil || st.runner.ended()) {
+		// A handle once consumed carries that runner's pin (nats.go keeps the pin
+		// id on it): a later runner looks up its own.
 		r, err := m.startRunner(id, st.consumer)
+		st.consumer = nil
 		if err != nil {
 			m.forgetIfMissing(st, err)
 			m.log.Warn().Str("endpoint", id).Err(err).Msg("starting deliveries failed; retrying")

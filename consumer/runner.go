@@ -64,7 +64,7 @@ type runner struct {
 
 	mu        sync.Mutex
 	queue     []jetstream.Msg // received, not handled yet, in arrival order
-	current   jetstream.Msg   // being handled (ordered only)
+	current   *windowMsg      // being handled (ordered only)
 	working   bool            // a worker goroutine is handling the queue
 	keepAlive *time.Timer     // keepWindow's, while the window is not empty
 
@@ -74,6 +74,7 @@ type runner struct {
 	synced       bool          // the first events received are in stream order (sync)
 	resetSent    bool          // sync reset the consumer
 	resetSeq     uint64        // the stream sequence it was reset to
+	forgot       bool          // an event given back did not come back and was forgotten
 	lastDelivery uint64        // consumer sequence of the last event received (deliveries to this runner are consecutive)
 
 	ackMu    sync.Mutex
@@ -92,21 +93,32 @@ func (r *runner) ack(msg jetstream.Msg) {
 	defer r.ackMu.Unlock()
 	r.acks = append(r.acks, msg)
 	if r.ackTimer == nil {
-		r.ackTimer = time.AfterFunc(ackCoalesce, r.flushAcks)
+		r.ackTimer = time.AfterFunc(ackCoalesce, func() { r.flushAcks(false) })
 	}
 }
 
-// flushAcks sends the acks waiting, in the order settled.
-func (r *runner) flushAcks() {
+// flushAcks sends the acks waiting, in the order settled. With confirm (before
+// a reset or at the end of the runner) the last one is acknowledged by the
+// server (double ack), so that the reset cannot hand out again what they ack:
+// the server handles acks apart from API requests.
+func (r *runner) flushAcks(confirm bool) {
 	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
 	acks := r.acks
 	r.acks = nil
 	if r.ackTimer != nil {
 		r.ackTimer.Stop()
 		r.ackTimer = nil
 	}
-	r.ackMu.Unlock()
-	for _, msg := range acks {
+	for i, msg := range acks {
+		if confirm && i == len(acks)-1 {
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			if err := msg.DoubleAck(ctx); err != nil {
+				_ = msg.Ack()
+			}
+			cancel()
+			continue
+		}
 		_ = msg.Ack()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,22 +65,56 @@ import (
 // unpinTimeout bounds the unpin at the end of a runner (it delays the shutdown).
 const unpinTimeout = 2 * time.Second
 
-// windowMsg records how the handling of one message settled it: given back
-// (NAK, NAK with delay) or not, and keeps its in-progress calls to the window.
-type windowMsg struct {
+// guardedMsg is a message whose in-progress calls stop once it is settled:
+// an in-progress sent after a NAK with a delay would make the server wait a
+// whole AckWait instead of the delay (it resets the delivery's timestamp).
+type guardedMsg struct {
 	jetstream.Msg
+	mu      sync.Mutex
+	settled bool
+}
+
+func (g *guardedMsg) settle(f func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.settled = true
+	return f()
+}
+
+func (g *guardedMsg) Ack() error  { return g.settle(g.Msg.Ack) }
+func (g *guardedMsg) Nak() error  { return g.settle(g.Msg.Nak) }
+func (g *guardedMsg) Term() error { return g.settle(g.Msg.Term) }
+
+func (g *guardedMsg) NakWithDelay(d time.Duration) error {
+	return g.settle(func() error { return g.Msg.NakWithDelay(d) })
+}
+
+// InProgress tells the server msg is still worked on, unless it is settled.
+func (g *guardedMsg) InProgress() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.settled {
+		return nil
+	}
+	return g.Msg.InProgress()
+}
+
+// windowMsg records how the handling of one message settled it: given back
+// (NAK, NAK with delay) or not. Its in-progress calls are keepWindow's.
+type windowMsg struct {
+	guardedMsg
 	back  bool
 	delay time.Duration
 }
 
 func (w *windowMsg) Nak() error {
 	w.back, w.delay = true, 0
-	return w.Msg.Nak()
+	return w.guardedMsg.Nak()
 }
 
 func (w *windowMsg) NakWithDelay(d time.Duration) error {
 	w.back, w.delay = true, d
-	return w.Msg.NakWithDelay(d)
+	return w.guardedMsg.NakWithDelay(d)
 }
 
 // InProgress does nothing: keepWindow tells the whole window in progress, in order.
@@ -108,40 +143,48 @@ func (r *runner) dispatch(msg jetstream.Msg) {
 }
 
 // work handles the queue until it is empty or the runner stops; the events
-// left then are given back by finish.
+// left then are given back by finish. With MaxInFlight N it takes a slot before
+// it takes an event off the queue, so that an event waiting for a slot is
+// still in the queue, which keepWindow keeps in progress.
 func (r *runner) work() {
 	defer r.workers.Done()
 	for {
+		if !r.ordered {
+			r.sem <- struct{}{}
+		}
 		r.mu.Lock()
 		if len(r.queue) == 0 || r.stopping.Load() {
 			r.working = false
 			r.mu.Unlock()
+			if !r.ordered {
+				<-r.sem
+			}
 			return
 		}
 		msg := r.queue[0]
 		r.queue[0] = nil
 		r.queue = r.queue[1:]
-		if r.ordered {
-			r.current = msg
-		}
-		r.mu.Unlock()
-		if r.ordered {
-			r.inOrder(msg)
-			r.mu.Lock()
-			r.current = nil
+		if !r.ordered {
 			r.mu.Unlock()
+			g := &guardedMsg{Msg: msg}
+			go func() {
+				defer func() { <-r.sem }()
+				r.handle(g)
+			}()
 			continue
 		}
-		r.sem <- struct{}{}
-		go func() {
-			defer func() { <-r.sem }()
-			r.handle(msg)
-		}()
+		w := &windowMsg{guardedMsg: guardedMsg{Msg: msg}}
+		r.current = w
+		r.mu.Unlock()
+		r.inOrder(w)
+		r.mu.Lock()
+		r.current = nil
+		r.mu.Unlock()
 	}
 }
 
 // inOrder handles msg unless an earlier event is out (given back); see "The window".
-func (r *runner) inOrder(msg jetstream.Msg) {
+func (r *runner) inOrder(msg *windowMsg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		r.handle(msg) // logs and ignores it
@@ -154,7 +197,7 @@ func (r *runner) inOrder(msg jetstream.Msg) {
 		// the ack floor.
 		r.m.log.Warn().Str("endpoint", r.id).Uint64("delivery", md.Sequence.Consumer).Uint64("expected", r.lastDelivery+1).
 			Msg("a delivery went missing; resetting the consumer to its ack floor to keep the order")
-		r.synced, r.resetSent, r.back = false, false, nil
+		r.synced, r.resetSent, r.back, r.forgot = false, false, nil, false
 		r.resetToFloor()
 	}
 	r.lastDelivery = md.Sequence.Consumer
@@ -169,6 +212,7 @@ func (r *runner) inOrder(msg jetstream.Msg) {
 			r.m.log.Warn().Str("endpoint", r.id).Uint64("stream_seq", r.back[0].seq).
 				Msg("an event given back did not come back (removed from the stream?); delivering the next ones")
 			r.back = r.back[1:]
+			r.forgot = true
 		}
 		if i, ok := r.outIndex(seq); ok && i == 0 {
 			r.back = r.back[1:]
@@ -178,11 +222,10 @@ func (r *runner) inOrder(msg jetstream.Msg) {
 			return
 		}
 	}
-	w := &windowMsg{Msg: msg}
-	r.handle(w)
-	if w.back {
-		r.backDelay = w.delay
-		r.markOut(seq, w.delay)
+	r.handle(msg)
+	if msg.back {
+		r.backDelay = msg.delay
+		r.markOut(seq, msg.delay)
 	}
 }
 
@@ -199,7 +242,7 @@ func (r *runner) sync(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		// earlier reset is below that.
 		first = first && md.Sequence.Stream >= r.resetSeq
 		if first {
-			r.synced = true
+			r.synced, r.forgot = true, false
 		}
 		return first // the first delivery after the reset, or one sent before it
 	}
@@ -215,7 +258,7 @@ func (r *runner) sync(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 // after the reset). When it cannot, the runner delivers in the order received.
 func (r *runner) resetToFloor() bool {
 	r.resetSent = true
-	r.flushAcks()
+	r.flushAcks(true)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	resp, err := r.m.stream.ResetConsumer(ctx, contract.ConsumerName(r.id))
@@ -291,20 +334,19 @@ func (r *runner) markOut(seq uint64, delay time.Duration) {
 }
 
 // keepWindow tells the server that every event of the window is still being
-// worked on, in stream order, and arms itself again while the window is not empty.
+// worked on, in stream order, and arms itself again while the window is not
+// empty. It holds r.mu meanwhile, so that no event leaves the queue (to be
+// given back) between its turn here and its in-progress call; the one being
+// handled is skipped once settled (guardedMsg).
 func (r *runner) keepWindow() {
 	r.mu.Lock()
-	window := make([]jetstream.Msg, 0, len(r.queue)+1)
+	defer r.mu.Unlock()
 	if r.current != nil {
-		window = append(window, r.current)
+		_ = r.current.guardedMsg.InProgress()
 	}
-	window = append(window, r.queue...)
-	r.mu.Unlock()
-	for _, msg := range window {
+	for _, msg := range r.queue {
 		_ = msg.InProgress()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.keepAlive == nil { // finished
 		return
 	}
@@ -329,16 +371,25 @@ func (r *runner) finish() {
 		r.keepAlive = nil
 	}
 	r.mu.Unlock()
+	// What is left came in consumer-sequence order right after the last event
+	// handled, unless a delivery went missing in between.
+	contiguous := true
+	for i, msg := range left {
+		if md, err := msg.Metadata(); err != nil || md.Sequence.Consumer != r.lastDelivery+1+uint64(i) {
+			contiguous = false
+			break
+		}
+	}
 	slices.SortFunc(left, func(a, b jetstream.Msg) int { return compareSeq(streamSeq(a), streamSeq(b)) })
-	r.flushAcks() // before a reset, which would hand out again what they ack
+	r.flushAcks(true) // before a reset, which would hand out again what they ack
 	switch {
-	case r.ordered && !r.synced && (len(left) > 0 || r.lastDelivery != 0):
-		// Events came (so this runner holds the pin) but what is queued was not
-		// checked against the ack floor yet (sync), or was sent before this
-		// runner's own reset: it is no reset point (resetTo would skip the
-		// events below it), and NAKs would give it back out of order. Back to
-		// the ack floor: below it everything was acknowledged, so that never
-		// skips an event.
+	case r.ordered && (!r.synced || !contiguous || r.forgot) && (len(left) > 0 || r.lastDelivery != 0):
+		// Events came (so this runner holds the pin) but what is queued is no
+		// reset point: not checked against the ack floor yet (sync), sent
+		// before this runner's own reset, behind a delivery that went missing,
+		// or an event given back was forgotten. resetTo would skip the events
+		// below it, and NAKs would give it back out of order. Back to the ack
+		// floor: below it everything was acknowledged, so that skips nothing.
 		r.resetToFloor()
 	case !r.ordered || r.paused.Load() || !r.resetTo(left):
 		delay := time.Duration(0)
@@ -357,7 +408,7 @@ func (r *runner) finish() {
 		r.inflight.Done()
 	}
 	r.inflight.Wait()
-	r.flushAcks()
+	r.flushAcks(true) // before the unpin: the next sidecar starts at the ack floor
 	if r.ordered && r.stopping.Load() && time.Since(r.stoppedAt()) < PinnedTTL/2 {
 		// Past PinnedTTL/2 the pin may already be another replica's: leave it.
 		ctx, cancel := context.WithTimeout(context.Background(), unpinTimeout)
