@@ -50,8 +50,12 @@ import (
 //     nothing out while paused, so its redelivery queue keeps that order and
 //     the delivery counts are kept. Otherwise (shutdown, restart) the runner
 //     resets the consumer to the lowest event it holds or gave back (resetTo):
-//     the server's redelivery queue is not a reliable order then (below). Then
-//     the runner unpins the consumer, so that a replica takes over at once.
+//     the server's redelivery queue is not a reliable order then (below). When
+//     what it holds is no reset point (not synced yet, behind a delivery that
+//     went missing, or an event given back was forgotten), it resets to the
+//     ack floor instead, which never skips an event. Pending acks go first,
+//     the last one confirmed (flushAcks). Then the runner unpins the
+//     consumer, so that a replica takes over at once.
 //   - Take over: nats-server's redelivery queue rotates while the only pulls
 //     waiting are not the pinned client's (consumer.go, loopAndGatherMsgs and
 //     nextWaiting), as they are while a killed sidecar still holds the pin.
