@@ -33,7 +33,7 @@ type heldDrops struct {
 }
 
 // maxTerminatedQueue bounds the advisories of discarded events waiting for
-// the drop watch; past it they are not counted (and a debug line says so).
+// the drop watch; past it they are not counted (the next check logs how many).
 const maxTerminatedQueue = 4096
 
 // unackedDeletedReason is the reason of nats-server's MSG_TERMINATED advisory
