@@ -619,10 +619,12 @@ func (m *Manager) define(ctx context.Context, id string, st *endpointState, want
 			st.runner = nil
 		}
 		cons, err := m.stream.CreateConsumer(ctx, cfg)
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+		if err != nil {
+			// ErrConsumerExists: another sidecar created it meanwhile with another
+			// configuration (an older version); the retry updates it as an existing one.
 			return fmt.Errorf("create consumer %s: %w", name, err)
 		}
-		c = cons // nil when another sidecar created it first: looked up when consumed
+		c = cons
 		m.log.Info().Str("endpoint", id).Str("consumer", name).Strs("filter", want.filters).Msg("endpoint consumer created")
 	case err != nil:
 		return fmt.Errorf("consumer %s: %w", name, err)
