@@ -98,9 +98,10 @@ func (r *runner) ack(msg jetstream.Msg) {
 }
 
 // flushAcks sends the acks waiting, in the order settled. With confirm (before
-// a reset or at the end of the runner) the last one is acknowledged by the
-// server (double ack), so that the reset cannot hand out again what they ack:
-// the server handles acks apart from API requests.
+// a reset to the ack floor, and before the unpin at the end of a runner) the
+// last one is acknowledged by the server (double ack), so that neither that
+// reset nor the sidecar taking over hands out again what they ack: the server
+// handles acks apart from API requests.
 func (r *runner) flushAcks(confirm bool) {
 	r.ackMu.Lock()
 	defer r.ackMu.Unlock()

@@ -39,7 +39,6 @@ type StreamsConfig struct {
 }
 
 // withDefaults fills the zero fields of c with the defaults: the one place they are applied.
-
 func (c StreamsConfig) withDefaults() StreamsConfig {
 	if c.Names.Prefix == "" {
 		c.Names = contract.NamesFor(contract.DefaultPrefix)

@@ -53,9 +53,10 @@ import (
 //     the server's redelivery queue is not a reliable order then (below). When
 //     what it holds is no reset point (not synced yet, behind a delivery that
 //     went missing, or an event given back was forgotten), it resets to the
-//     ack floor instead, which never skips an event. Pending acks go first,
-//     the last one confirmed (flushAcks). Then the runner unpins the
-//     consumer, so that a replica takes over at once.
+//     ack floor instead, which never skips an event; its pending acks go
+//     first, the last one confirmed (flushAcks), as before every reset to the
+//     ack floor (a reset to a sequence counts everything below it as acked).
+//     Then the runner unpins the consumer, so that a replica takes over at once.
 //   - Take over: nats-server's redelivery queue rotates while the only pulls
 //     waiting are not the pinned client's (consumer.go, loopAndGatherMsgs and
 //     nextWaiting), as they are while a killed sidecar still holds the pin.
@@ -385,7 +386,6 @@ func (r *runner) finish() {
 		}
 	}
 	slices.SortFunc(left, func(a, b jetstream.Msg) int { return compareSeq(streamSeq(a), streamSeq(b)) })
-	r.flushAcks(true) // before a reset, which would hand out again what they ack
 	switch {
 	case r.ordered && (!r.synced || !contiguous || r.forgot) && (len(left) > 0 || r.lastDelivery != 0):
 		// Events came (so this runner holds the pin) but what is queued is no
