@@ -1,9 +1,7 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/delivery"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/logtest"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -29,32 +28,6 @@ func (o *panickingObserver) Delivered(string, string, delivery.Result) {
 	if o.calls.Add(1) == 1 {
 		panic("observer bug")
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// entries returns the JSON log lines written so far.
-func (b *syncBuffer) entries() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
-		var e map[string]any
-		if json.Unmarshal(line, &e) == nil {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // TestDeliveryPanicRecovered: a panic while one event is delivered is logged at
@@ -83,7 +56,7 @@ func TestDeliveryPanicRecovered(t *testing.T) {
 	defer recv.Close()
 	requests := func() []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), times...) }
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log := zerolog.New(logs)
 	store := statekv.NewStore(kv)
 	policy := statekv.DefaultPolicy()
@@ -135,7 +108,7 @@ func TestDeliveryPanicRecovered(t *testing.T) {
 		t.Errorf("observer called %d times, want 2", n)
 	}
 	var found bool
-	for _, e := range logs.entries() {
+	for _, e := range logs.Entries() {
 		if e["level"] == "error" && e["panic"] == "observer bug" {
 			found = true
 			if e["endpoint"] != "hook" || e["event"] != "scan_added" || e["stack"] == "" {
@@ -144,7 +117,7 @@ func TestDeliveryPanicRecovered(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("no error-level log of the panic in %v", logs.entries())
+		t.Errorf("no error-level log of the panic in %v", logs.Entries())
 	}
 	if v, _ := watcher.Get("hook"); v.Record.Status != statekv.StatusActive {
 		t.Errorf("status %s after a panic, want active (a panic is not the endpoint's failure)", v.Record.Status)

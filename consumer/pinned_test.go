@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/dojo-webhooks/dojo-webhooks/internal/logtest"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 )
 
@@ -21,11 +22,11 @@ func TestUnpinnedOrderedConsumerWarnsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logtest.Buffer
 	m := &Manager{cfg: Config{MaxInFlight: 1}, log: zerolog.New(&logs)}
 	warnings := func() int {
 		n := 0
-		for _, e := range logs.entries() {
+		for _, e := range logs.Entries() {
 			if e["level"] == "warn" {
 				n++
 			}

@@ -16,16 +16,16 @@ import (
 
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/logtest"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 )
 
 // logLines are the JSON log lines of logs with the given message.
-func logLines(logs *syncBuffer, msg string) []map[string]any {
+func logLines(logs *logtest.Buffer, msg string) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
-			out = append(out, m)
+	for _, e := range logs.Entries() {
+		if e["message"] == msg {
+			out = append(out, e)
 		}
 	}
 	return out

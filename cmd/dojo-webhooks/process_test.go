@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dojo-webhooks/dojo-webhooks/internal/logtest"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
@@ -57,7 +58,7 @@ func binary(t *testing.T) string {
 // process is a running `dojo-webhooks serve`.
 type process struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *logtest.Buffer
 	done chan struct{}
 }
 
@@ -72,7 +73,7 @@ func startProcess(t *testing.T, env map[string]string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{cmd: cmd, logs: &logtest.Buffer{}, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
