@@ -578,15 +578,7 @@ func startOn(t testing.TB, port int, dir string) *server.Server {
 func TestUnavailableThenBack(t *testing.T) {
 	port, dir := freePort(t), t.TempDir()
 	s := startOn(t, port, dir)
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.ConnectURL(t, s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	b := serveBridge(t, nc, js, ingest.Options{PublishTimeout: 2 * time.Second, Hold: 300 * time.Millisecond})
 
 	s.Shutdown()
@@ -642,15 +634,7 @@ func TestUnavailableThenBack(t *testing.T) {
 func TestHeldUntilNATSIsBack(t *testing.T) {
 	port, dir := freePort(t), t.TempDir()
 	s := startOn(t, port, dir)
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.ConnectURL(t, s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	b := serveBridge(t, nc, js, ingest.Options{PublishTimeout: time.Second, Hold: waitTimeout})
 	// Wrap the handler's view of the connection: the test restarts NATS only once
 	// the held request has found it down.

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/dojo-webhooks/dojo-webhooks/consumer"
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
 	"github.com/dojo-webhooks/dojo-webhooks/internal/logtest"
@@ -71,12 +68,7 @@ func TestStreamLimitDropsAreReported(t *testing.T) {
 		t.Fatal(res.stderr)
 	}
 	r.setStatus(http.StatusNotFound) // the first event fails for good: the rest wait
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := natstest.Connect(t, s)
 	names := contract.NamesFor(contract.DefaultPrefix)
 	const total = 400
 	body := []byte(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)

@@ -141,12 +141,7 @@ func (r *receiver) requests() ([]http.Header, []string) {
 
 func kvOf(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	_, js := natstest.ConnectURL(t, url, opts...)
 	kv, err := js.KeyValue(context.Background(), statekv.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -215,12 +210,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	startServe(t, env)
 	// What `nats -s nats://127.0.0.1:<port> kv ls` sees.
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := natstest.ConnectURL(t, url)
 	names := js.KeyValueStoreNames(context.Background())
 	var buckets []string
 	for n := range names.Name() {

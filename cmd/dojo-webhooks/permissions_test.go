@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dojo-webhooks/dojo-webhooks/contract"
+	"github.com/dojo-webhooks/dojo-webhooks/internal/natstest"
 	"github.com/dojo-webhooks/dojo-webhooks/statekv"
 )
 
@@ -89,17 +90,8 @@ func startRestrictedServer(t *testing.T) (*server.Server, *violationLog) {
 
 func connectAs(t *testing.T, url, user, password string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.Name("test-"+user),
+	return natstest.ConnectURL(t, url, nats.UserInfo(user, password), nats.Name("test-"+user),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // refusals are expected here
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
 }
 
 // refused runs a JetStream call that the permissions must refuse: a refused request

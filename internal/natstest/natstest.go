@@ -5,10 +5,11 @@ package natstest
 import (
 	"testing"
 
-	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dojo-webhooks/dojo-webhooks/internal/embedded"
 )
 
 // Server starts an embedded server on a free loopback port with its store in a
@@ -36,7 +37,13 @@ func ServerIn(t testing.TB, dir string) *server.Server {
 // Connect opens a client connection to s, closed when the test ends.
 func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
+	return ConnectURL(t, s.ClientURL())
+}
+
+// ConnectURL opens a client connection to url with opts, closed when the test ends.
+func ConnectURL(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
